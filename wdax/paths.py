@@ -1,0 +1,175 @@
+"""Parameter paths: the names masks and per-group rates are keyed on.
+
+A leaf's path joins the keys on the way to it with ``/``: dict keys (plain
+dicts, ``FrozenDict``, ``nnx.State``), attribute names and sequence indices,
+e.g. ``params/Dense_0/kernel`` or ``layers/0/attn/query/kernel``. The trailing
+``value`` attribute of an ``nnx.Variable`` is dropped, so a model's state reads
+the same whether its leaves are variables or plain arrays.
+
+Patterns are globs over these paths. ``*`` and ``?`` stay within one segment,
+``**`` spans any number of segments, and ``[...]`` is a character class. A
+pattern without ``/`` matches a leaf when it matches any one segment of its
+path (``bias`` selects every bias, ``Embed_0`` everything under it). A pattern
+with ``/`` is anchored at the root and matches a whole path or a prefix of
+whole segments (``params/Dense_0`` selects the leaves below it).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+_MAX_LISTED = 10
+
+
+def _key_name(key: Any) -> str:
+  if isinstance(key, jax.tree_util.DictKey):
+    return str(key.key)
+  if isinstance(key, jax.tree_util.GetAttrKey):
+    return key.name
+  if isinstance(key, jax.tree_util.SequenceKey):
+    return str(key.idx)
+  if isinstance(key, jax.tree_util.FlattenedIndexKey):
+    return str(key.key)
+  return str(key)
+
+
+def path_str(keypath: Sequence[Any]) -> str:
+  """Returns the ``/``-joined path of a JAX key path."""
+  keys = list(keypath)
+  if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey) and (
+      keys[-1].name == 'value'
+  ):
+    keys = keys[:-1]
+  return '/'.join(_key_name(k) for k in keys)
+
+
+def leaves_with_paths(tree: Any) -> tuple[list[str], list[Any], Any]:
+  """Flattens ``tree`` into its leaf paths, its leaves and its treedef."""
+  with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  paths = [path_str(kp) for kp, _ in with_path]
+  leaves = [leaf for _, leaf in with_path]
+  return paths, leaves, treedef
+
+
+def paths(tree: Any) -> list[str]:
+  """Lists the path of every leaf of ``tree``, in flattening order.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import wdax
+    >>> wdax.paths({'Dense_0': {'bias': jnp.zeros(2), 'kernel': jnp.zeros((3, 2))}})
+    ['Dense_0/bias', 'Dense_0/kernel']
+  """
+  return leaves_with_paths(tree)[0]
+
+
+def listing(all_paths: Sequence[str]) -> str:
+  """Formats up to ten paths for an error message."""
+  shown = ', '.join(repr(p) for p in all_paths[:_MAX_LISTED])
+  more = len(all_paths) - _MAX_LISTED
+  if more > 0:
+    shown += f', ... ({more} more)'
+  return f'available paths: [{shown}]' if all_paths else 'the tree has no leaves'
+
+
+def _segment_regex(segment: str) -> str:
+  out, i = [], 0
+  while i < len(segment):
+    c = segment[i]
+    if c == '*':
+      out.append('[^/]*')
+    elif c == '?':
+      out.append('[^/]')
+    elif c == '[':
+      end = segment.find(']', i + 2 if segment[i + 1 : i + 2] in '!^' else i + 1)
+      if end < 0:
+        out.append(re.escape(c))
+      else:
+        body = segment[i + 1 : end]
+        if body[:1] in ('!', '^'):
+          body = '^' + body[1:]
+        out.append('[' + body.replace('\\', '\\\\') + ']')
+        i = end
+    else:
+      out.append(re.escape(c))
+    i += 1
+  return ''.join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+  """Compiles a path glob (see the module docstring) into a regex."""
+  if not isinstance(pattern, str) or not pattern.strip('/'):
+    raise ValueError(f'pattern must be a non-empty string, got {pattern!r}')
+  anchored = '/' in pattern.strip('/')
+  segments = pattern.strip('/').split('/')
+  while len(segments) > 1 and segments[-1] == '**':
+    segments.pop()  # Descendants are matched anyway, as a path prefix.
+  body = ''.join(
+      '(?:[^/]+/)*' if s == '**' else _segment_regex(s) + '/' for s in segments
+  )
+  body = body[:-1] if body.endswith('/') else body + '[^/]+'
+  if anchored:
+    return re.compile(f'^{body}(?:/.*)?$')
+  return re.compile(f'^(?:.*/)?{body}(?:/.*)?$')
+
+
+def matches(pattern: str, path: str) -> bool:
+  """Whether the glob ``pattern`` selects the leaf at ``path``.
+
+  Examples:
+    >>> from wdax.paths import matches
+    >>> matches('bias', 'params/Dense_0/bias'), matches('*/kernel', 'a/b/kernel')
+    (True, False)
+    >>> matches('**/kernel', 'a/b/kernel'), matches('params/Dense_0', 'params/Dense_0/bias')
+    (True, True)
+  """
+  return compile_pattern(pattern).match(path) is not None
+
+
+def is_float(leaf: Any) -> bool:
+  """Whether a leaf is an inexact (floating or complex) array."""
+  dtype = getattr(leaf, 'dtype', None)
+  if dtype is None:
+    dtype = np.result_type(leaf) if isinstance(leaf, (int, float, complex)) else None
+  return dtype is not None and np.issubdtype(dtype, np.inexact)
+
+
+def broadcast_prefix(
+    prefix: Any, all_paths: Sequence[str], *, name: str, is_leaf=None
+) -> list[Any]:
+  """Broadcasts a tree that is a prefix of the params to one value per path.
+
+  Raises a ``ValueError`` naming the first parameter path the prefix has no
+  entry for, or the first entry that names no parameter.
+  """
+  with_path, _ = jax.tree_util.tree_flatten_with_path(prefix, is_leaf=is_leaf)
+  entries = {path_str(kp): value for kp, value in with_path}
+  used: set[str] = set()
+  out = []
+  for path in all_paths:
+    parts = path.split('/') if path else []
+    for cut in range(len(parts), -1, -1):
+      key = '/'.join(parts[:cut])
+      if key in entries:
+        used.add(key)
+        out.append(entries[key])
+        break
+    else:
+      raise ValueError(
+          f'{name} does not fit the params: it has no entry for parameter path '
+          f'{path!r}; its entries are {sorted(entries)[:_MAX_LISTED]}.'
+      )
+  for key in entries:
+    if key not in used:
+      raise ValueError(
+          f'{name} does not fit the params: its entry {key!r} names no '
+          f'parameter; {listing(list(all_paths))}.'
+      )
+  return out

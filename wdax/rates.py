@@ -1,0 +1,178 @@
+"""Decay rates: validation, schedules and per-group rates by parameter path.
+
+A rate is a Python number, a scalar array, an optax schedule (a callable from
+the step count, counted from 0 as optax's learning-rate schedules are), a
+:class:`Rates` built by :func:`rates`, or a tree of those that is a prefix of
+the params.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from wdax import paths as _paths
+
+
+def check_rate(value: Any, name: str, path: str | None = None) -> Any:
+  """Raises ``ValueError`` for a static rate that is negative, NaN or infinite.
+
+  Schedules and traced values (``vmap``, ``inject_hyperparams``) pass through
+  unchecked: their values are not known until they are used.
+  """
+  where = f' for parameter path {path!r}' if path is not None else ''
+  if callable(value) or isinstance(value, jax.core.Tracer):
+    return value
+  if isinstance(value, bool) or not isinstance(
+      value, (int, float, np.number, np.ndarray, jax.Array)
+  ):
+    raise ValueError(
+        f'{name}{where} must be a number, scalar array or schedule; got '
+        f'{type(value).__name__} {value!r}.'
+    )
+  if np.ndim(value) != 0:
+    raise ValueError(
+        f'{name}{where} must be a scalar; got shape {np.shape(value)}.'
+    )
+  number = float(np.asarray(value))
+  if not math.isfinite(number) or number < 0:
+    raise ValueError(
+        f'{name}{where} must be finite and non-negative; got {number!r}.'
+    )
+  return value
+
+
+def is_static_zero(value: Any) -> bool:
+  """Whether ``value`` is a concrete zero, which a transform may skip."""
+  return isinstance(value, (int, float)) and value == 0
+
+
+class Rates:
+  """Per-group rates keyed on path patterns; build with :func:`rates`."""
+
+  def __init__(self, spec: Mapping[str, optax.ScalarOrSchedule], default: Any):
+    if not isinstance(spec, Mapping) or not spec:
+      raise ValueError('rates() needs a non-empty {pattern: rate} mapping.')
+    for pattern, value in spec.items():
+      _paths.compile_pattern(pattern)
+      check_rate(value, f'rates(): rate of pattern {pattern!r}')
+    self.spec = dict(spec)
+    self.default = check_rate(default, 'rates(): default')
+
+  @property
+  def has_schedule(self) -> bool:
+    return any(callable(v) for v in [*self.spec.values(), self.default])
+
+  def resolve(self, all_paths: Sequence[str]) -> list[Any]:
+    """One rate per path: the first matching pattern's, else the default."""
+    out: list[Any] = [None] * len(all_paths)
+    for pattern, value in self.spec.items():
+      matched = taken = 0
+      for i, path in enumerate(all_paths):
+        if _paths.matches(pattern, path):
+          matched += 1
+          if out[i] is None:
+            out[i] = value
+            taken += 1
+      if not matched:
+        raise ValueError(
+            f'rates(): pattern {pattern!r} matches no parameter; '
+            f'{_paths.listing(list(all_paths))}.'
+        )
+      if not taken:
+        raise ValueError(
+            f'rates(): pattern {pattern!r} has no effect: every parameter it '
+            'matches is taken by an earlier pattern. Reorder or remove it.'
+        )
+    return [self.default if v is None else v for v in out]
+
+  def __repr__(self) -> str:
+    return f'rates({self.spec!r}, default={self.default!r})'
+
+
+def rates(
+    spec: Mapping[str, optax.ScalarOrSchedule], default: optax.ScalarOrSchedule = 0.0
+) -> Rates:
+  """Per-group decay rates, keyed on parameter-path patterns.
+
+  Each leaf takes the rate of the first pattern in ``spec`` that matches its
+  path (see :mod:`wdax.paths`), or ``default`` when none does. A pattern that
+  matches no parameter, or only parameters taken by earlier patterns, is an
+  error when the transform is initialised.
+
+  Args:
+    spec: ordered mapping from path pattern to rate or schedule.
+    default: the rate of leaves no pattern matches.
+
+  Returns:
+    A :class:`Rates`, accepted by every ``rate=`` argument of wdax.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import wdax
+    >>> params = {'embed': {'embedding': jnp.ones((4, 2))},
+    ...           'out': {'kernel': jnp.ones((2, 2))}}
+    >>> wdax.rates({'embed': 1e-5}, default=1e-2).resolve(wdax.paths(params))
+    [1e-05, 0.01]
+  """
+  return Rates(spec, default)
+
+
+def _is_rate_leaf(x: Any) -> bool:
+  return callable(x) or isinstance(
+      x, (Rates, int, float, np.number, np.ndarray, jax.Array, jax.core.Tracer)
+  )
+
+
+def check(rate: Any, name: str = 'rate') -> Any:
+  """Validates a rate argument at construction time; returns it."""
+  if isinstance(rate, Rates) or callable(rate) or isinstance(
+      rate, (int, float, np.number, jax.core.Tracer)
+  ):
+    return check_rate(rate, name) if not isinstance(rate, Rates) else rate
+  if isinstance(rate, (np.ndarray, jax.Array)) and np.ndim(rate) == 0:
+    return check_rate(rate, name)
+  with_path, _ = jax.tree_util.tree_flatten_with_path(rate, is_leaf=_is_rate_leaf)
+  if not with_path:
+    raise ValueError(f'{name} must be a number, schedule or tree of them.')
+  for kp, value in with_path:
+    if isinstance(value, Rates):
+      raise ValueError(f'{name}: rates() cannot sit inside a rate tree.')
+    check_rate(value, name, _paths.path_str(kp))
+  return rate
+
+
+def has_schedule(rate: Any) -> bool:
+  """Whether any rate in ``rate`` is a schedule, so a step count is needed."""
+  if isinstance(rate, Rates):
+    return rate.has_schedule
+  if callable(rate):
+    return True
+  leaves = jax.tree_util.tree_leaves(rate, is_leaf=_is_rate_leaf)
+  return any(callable(x) for x in leaves)
+
+
+def resolve(rate: Any, all_paths: Sequence[str]) -> list[Any]:
+  """One rate (number, array or schedule) per parameter path."""
+  if isinstance(rate, Rates):
+    return rate.resolve(all_paths)
+  if _is_rate_leaf(rate):
+    return [rate] * len(all_paths)
+  return _paths.broadcast_prefix(
+      rate, all_paths, name='rate tree', is_leaf=_is_rate_leaf
+  )
+
+
+def describe_rate(value: Any) -> str:
+  """A short human-readable form of one leaf's rate."""
+  if callable(value):
+    try:
+      return f'schedule ({float(value(0)):.3g} at step 0)'
+    except Exception:  # noqa: BLE001 - a schedule we cannot evaluate eagerly
+      return 'schedule'
+  return f'{float(np.asarray(value)):.3g}'
