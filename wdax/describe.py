@@ -9,7 +9,7 @@ import numpy as np
 
 from wdax import masks as _masks
 from wdax import paths as _paths
-from wdax import rates as _rates
+from wdax import rate as _rates
 
 
 @dataclasses.dataclass(frozen=True)

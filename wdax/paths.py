@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 _MAX_LISTED = 10
@@ -57,13 +58,13 @@ def leaves_with_paths(tree: Any) -> tuple[list[str], list[Any], Any]:
   return paths, leaves, treedef
 
 
-def paths(tree: Any) -> list[str]:
+def leaf_paths(tree: Any) -> list[str]:
   """Lists the path of every leaf of ``tree``, in flattening order.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import wdax
-    >>> wdax.paths({'Dense_0': {'bias': jnp.zeros(2), 'kernel': jnp.zeros((3, 2))}})
+    >>> wdax.leaf_paths({'Dense_0': {'bias': jnp.zeros(2), 'kernel': jnp.zeros((3, 2))}})
     ['Dense_0/bias', 'Dense_0/kernel']
   """
   return leaves_with_paths(tree)[0]
@@ -134,11 +135,13 @@ def matches(pattern: str, path: str) -> bool:
 
 
 def is_float(leaf: Any) -> bool:
-  """Whether a leaf is an inexact (floating or complex) array."""
+  """Whether a leaf is an inexact array (floating, bfloat16 included, or complex)."""
   dtype = getattr(leaf, 'dtype', None)
   if dtype is None:
-    dtype = np.result_type(leaf) if isinstance(leaf, (int, float, complex)) else None
-  return dtype is not None and np.issubdtype(dtype, np.inexact)
+    if isinstance(leaf, bool) or not isinstance(leaf, (int, float, complex)):
+      return False
+    dtype = np.result_type(leaf)
+  return bool(jnp.issubdtype(dtype, jnp.inexact))
 
 
 def broadcast_prefix(

@@ -9,7 +9,8 @@ the params.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -117,7 +118,7 @@ def rates(
     >>> import wdax
     >>> params = {'embed': {'embedding': jnp.ones((4, 2))},
     ...           'out': {'kernel': jnp.ones((2, 2))}}
-    >>> wdax.rates({'embed': 1e-5}, default=1e-2).resolve(wdax.paths(params))
+    >>> wdax.rates({'embed': 1e-5}, default=1e-2).resolve(wdax.leaf_paths(params))
     [1e-05, 0.01]
   """
   return Rates(spec, default)
