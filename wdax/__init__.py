@@ -3,6 +3,7 @@
 from wdax import diagnostics
 from wdax import masks
 from wdax import paths
+from wdax import schedules
 from wdax.decay import DecayState
 from wdax.decay import cautious
 from wdax.decay import decoupled
@@ -10,15 +11,32 @@ from wdax.decay import l1
 from wdax.decay import l2
 from wdax.decay import toward
 from wdax.describe import describe
+from wdax.optimizers import adams
+from wdax.optimizers import adamw
+from wdax.optimizers import sgdw
 from wdax.paths import leaf_paths
 from wdax.rate import Rates
 from wdax.rate import rates
 
 __version__ = '0.1.0'
 
+# Flax and Orbax load only when these are first touched, so `import wdax` stays
+# light: `from wdax import training` or `wdax.training` both work.
+_LAZY_SUBMODULES = ('checkpoint', 'sharding', 'training')
+
+
+def __getattr__(name: str):
+  if name in _LAZY_SUBMODULES:
+    import importlib
+
+    return importlib.import_module(f'wdax.{name}')
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 __all__ = [
     'DecayState',
     'Rates',
+    'adams',
+    'adamw',
     'cautious',
     'decoupled',
     'describe',
@@ -29,5 +47,7 @@ __all__ = [
     'masks',
     'paths',
     'rates',
+    'schedules',
+    'sgdw',
     'toward',
 ]

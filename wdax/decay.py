@@ -110,7 +110,8 @@ def _subtract(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
 def _soft_threshold(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
   # Work in the wider of the two dtypes, the one optax.apply_updates adds in:
   # there p + (-p) is exactly 0, so thresholded weights land on exact zeros.
-  dtype = jnp.promote_types(u.dtype, p.dtype)
+  with jax.numpy_dtype_promotion('standard'):
+    dtype = jnp.promote_types(u.dtype, p.dtype)
   u, p, c = u.astype(dtype), p.astype(dtype), jnp.asarray(c, dtype)
   z = p + u
   # u - c*sign(z) equals prox(z) - p without the cancellation of forming

@@ -6,9 +6,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import rate as _rates
 
 
 def norms(params: Any, mask: Any = None) -> dict[str, jax.Array]:
@@ -50,3 +52,66 @@ def norms(params: Any, mask: Any = None) -> dict[str, jax.Array]:
       'decayed': jnp.sqrt(sums[True]),
       'not_decayed': jnp.sqrt(sums[False]),
   }
+
+
+def _positive_or_traced(value: Any, name: str) -> Any:
+  _rates.check_rate(value, name)
+  if callable(value):
+    raise ValueError(f'{name} must be a number or scalar array, not a schedule.')
+  if not isinstance(value, jax.core.Tracer) and float(np.asarray(value)) == 0:
+    raise ValueError(f'{name} must be positive; got {value!r}.')
+  return value
+
+
+def equilibrium_norm(lr: Any, rate: Any, size: Any) -> jax.Array:
+  r"""Predicted steady-state norm of a scale-invariant weight under AdamW.
+
+  .. math::
+
+    \widehat{\lVert\theta\rVert} = \sqrt{\frac{\eta\, C}{2 \lambda}}
+
+  where :math:`\eta` is the learning rate, :math:`\lambda` the weight decay in
+  the ``optax.adamw`` / :func:`wdax.adamw` convention (decay per step
+  :math:`\eta\lambda`) and :math:`C` the number of elements of the weight
+  vector, e.g. one neuron's fan-in, or a whole tensor if it is normalised as
+  one.
+
+  A weight is scale-invariant when the loss depends only on its direction, as
+  for a layer followed by normalisation. Its gradient is then orthogonal to
+  it, so each Adam step grows its squared norm by about
+  :math:`\eta^2 C` (Adam's normalised update has unit RMS per element), while
+  decay shrinks it by :math:`2\eta\lambda\lVert\theta\rVert^2`. The norm
+  settles where the two balance, whatever it started at; the weight then turns
+  by about :math:`\sqrt{2\eta\lambda}` radians per step. This is the AdamW
+  entry of Kosson, Messmer & Jaggi, "Rotational Equilibrium: How Weight Decay
+  Balances Learning Across Neural Networks", 2024, arXiv:2305.17212, derived
+  for random, uncorrelated gradients and to first order in
+  :math:`\eta\lambda`; it does not depend on Adam's :math:`\beta_1`.
+
+  For other couplings, pass the ``rate`` with the same decay per step:
+  :math:`c_t/\eta` (e.g. ``rate / lr`` for ``coupling='none'``).
+
+  Args:
+    lr: :math:`\eta`, a positive number or scalar array.
+    rate: :math:`\lambda`, a positive number or scalar array.
+    size: :math:`C`, a positive int, or an array whose number of elements it
+      is.
+
+  Returns:
+    The predicted norm, a float32 scalar.
+
+  Examples:
+    >>> import wdax
+    >>> print(f'{wdax.diagnostics.equilibrium_norm(1e-3, 0.1, 512):.4f}')
+    1.6000
+  """
+  fn = 'equilibrium_norm(...)'
+  lr = _positive_or_traced(lr, f'{fn}: lr')
+  rate = _positive_or_traced(rate, f'{fn}: rate')
+  if hasattr(size, 'shape') or isinstance(size, (list, tuple)):
+    size = int(np.prod(np.shape(size)))
+  if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+    raise ValueError(f'{fn}: size must be a positive int or an array; got {size!r}.')
+  lr = jnp.asarray(lr, jnp.float32)
+  rate = jnp.asarray(rate, jnp.float32)
+  return jnp.sqrt(lr * jnp.float32(size) / (2 * rate))

@@ -1,0 +1,338 @@
+r"""Drop-in optimisers whose decay convention is a named choice.
+
+:func:`adamw` and :func:`sgdw` take ``coupling``, which says how the decay per
+step :math:`c_t` relates to the learning rate :math:`\eta_t` (peak
+:math:`\eta_{\max}`) and the weight decay :math:`\lambda`:
+
+========================  =======================================  ==========================
+``coupling``              :math:`c_t`                              from
+========================  =======================================  ==========================
+``'lr'``                  :math:`\eta_t \lambda`                   optax, PyTorch
+``'schedule'``            :math:`\lambda\,\eta_t/\eta_{\max}`      Loshchilov & Hutter 2019
+``'none'``                :math:`\lambda`                          Wortsman et al. 2023
+``'corrected'``           :math:`\lambda\,\eta_t^2/\eta_{\max}`    Defazio 2025 (AdamC)
+========================  =======================================  ==========================
+
+:func:`adams` is Adam with the decay divided by the root mean of Adam's
+second-moment estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wdax import decay as _decay
+from wdax import paths as _paths
+from wdax import rate as _rates
+from wdax import schedules as _schedules
+
+COUPLINGS = ('lr', 'schedule', 'none', 'corrected')
+
+
+def _check_coupling(fn: str, coupling: Any, peak_lr: Any) -> None:
+  if coupling not in COUPLINGS:
+    raise ValueError(
+        f'{fn}: unknown coupling {coupling!r}; valid couplings are '
+        f'{", ".join(map(repr, COUPLINGS))}.'
+    )
+  if peak_lr is not None and coupling not in ('schedule', 'corrected'):
+    raise ValueError(
+        f"{fn}: peak_lr is used only by coupling 'schedule' or 'corrected', "
+        f'not {coupling!r}.'
+    )
+
+
+def _decoupled_after(
+    fn: str,
+    coupling: str,
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: Any,
+    mask: Any,
+    peak_lr: Any,
+) -> optax.GradientTransformation:
+  """The decay that follows an optimiser whose update is already lr-scaled."""
+  if coupling == 'lr':
+    return _decay.decoupled(weight_decay, lr=learning_rate, mask=mask)
+  if coupling == 'none':
+    return _decay.decoupled(weight_decay, mask=mask)
+  rate = _schedules._times_multiplier(fn, learning_rate, weight_decay, peak_lr)
+  if coupling == 'schedule':
+    return _decay.decoupled(rate, mask=mask)
+  return _decay.decoupled(rate, lr=learning_rate, mask=mask)
+
+
+def _check_common(fn: str, learning_rate: Any, weight_decay: Any) -> None:
+  _rates.check_rate(learning_rate, f'{fn}: learning_rate')
+  _rates.check(weight_decay, f'{fn}: weight_decay')
+
+
+def adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: Any = 1e-4,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    mask: Any = None,
+    coupling: str = 'lr',
+    peak_lr: float | None = None,
+) -> optax.GradientTransformation:
+  r"""Adam with decoupled weight decay, in the coupling of your choice.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t - \eta_t \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+    - c_t \theta_t, \qquad c_t = \begin{cases}
+    \eta_t \lambda & \texttt{coupling='lr'} \\
+    \lambda\,\eta_t/\eta_{\max} & \texttt{coupling='schedule'} \\
+    \lambda & \texttt{coupling='none'} \\
+    \lambda\,\eta_t^2/\eta_{\max} & \texttt{coupling='corrected'}
+    \end{cases}
+
+  where :math:`\theta_t` are the parameters, :math:`\hat m_t, \hat v_t` Adam's
+  bias-corrected moment estimates (decay rates :math:`\beta_1, \beta_2`),
+  :math:`\epsilon` its stability constant, :math:`\eta_t` the learning rate
+  at step :math:`t`, :math:`\eta_{\max}` its peak, :math:`\lambda` the weight
+  decay and :math:`c_t` the decay per step (on leaves ``mask`` selects).
+
+  * ``'lr'``: optax's and PyTorch's convention. It is built as
+    ``optax.adamw`` is (Adam, then the decay, then the learning-rate scaling),
+    so it gives bit-for-bit the same updates.
+  * ``'schedule'``: Loshchilov & Hutter, "Decoupled Weight Decay
+    Regularization", 2019, arXiv:1711.05101: the decay follows the schedule
+    multiplier :math:`\eta_t/\eta_{\max}` but not the base learning rate
+    (:func:`wdax.schedules.follow`).
+  * ``'none'``: decay independent of the learning rate, as in Wortsman et al.,
+    "Small-scale proxies for large-scale Transformer training instabilities",
+    2023, arXiv:2309.14322 (there with a schedule multiplier: use
+    ``'schedule'`` for that).
+  * ``'corrected'``: AdamC, Defazio, "Why Gradients Rapidly Increase Near the
+    End of Training", 2025, arXiv:2506.02285 (:func:`wdax.schedules.corrected`).
+
+  The peak :math:`\eta_{\max}` is ``peak_lr``, or ``learning_rate`` when that
+  is a number, or read from the schedule by :func:`wdax.schedules.peak`. This
+  is a complete optimiser: use it in place of ``optax.adamw``.
+
+  Args:
+    learning_rate: :math:`\eta`, a number or an optax schedule.
+    weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
+      :func:`wdax.rates` or a prefix tree of rates.
+    b1: :math:`\beta_1`.
+    b2: :math:`\beta_2`.
+    eps: :math:`\epsilon`.
+    mask: which leaves to decay (see :mod:`wdax.masks`); by default every
+      floating leaf. Adam itself updates every leaf.
+    coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
+    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
+
+  Returns:
+    An ``optax.GradientTransformation``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import wdax
+    >>> lr = optax.linear_schedule(1e-3, 0.0, 100)  # peak 1e-3, at step 0
+    >>> tx = wdax.adamw(lr, 0.1, coupling='none')
+    >>> params = {'w': jnp.array([2.0])}
+    >>> updates, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
+    >>> updates['w']  # Adam's step is 0 for a zero gradient; decay is 0.1 * w.
+    Array([-0.2], dtype=float32)
+  """
+  fn = 'adamw(...)'
+  _check_common(fn, learning_rate, weight_decay)
+  _check_coupling(fn, coupling, peak_lr)
+  adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+  if coupling == 'lr':
+    # optax.adamw's order, so that the float operations are the same.
+    return optax.chain(
+        adam,
+        _decay._transform(fn, weight_decay, None, mask, _decay._add),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+  return optax.chain(
+      adam,
+      optax.scale_by_learning_rate(learning_rate),
+      _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
+  )
+
+
+def sgdw(
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: Any,
+    *,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    mask: Any = None,
+    coupling: str = 'lr',
+    peak_lr: float | None = None,
+) -> optax.GradientTransformation:
+  r"""SGD (with optional momentum) and decoupled weight decay: SGDW.
+
+  .. math::
+
+    b_t = \mu b_{t-1} + g_t, \qquad
+    \theta_{t+1} = \theta_t - \eta_t d_t - c_t \theta_t, \qquad
+    d_t = \begin{cases} g_t + \mu b_t & \text{Nesterov} \\ b_t &
+    \text{otherwise} \end{cases}
+
+  where :math:`g_t` is the gradient, :math:`b_t` the momentum buffer
+  (:math:`b_0 = 0`), :math:`\mu` the momentum, :math:`\eta_t` the learning
+  rate, :math:`\theta_t` the parameters and :math:`c_t` the decay per step,
+  given by ``coupling`` exactly as in :func:`adamw`. The decay bypasses the
+  momentum buffer: that is what makes it decoupled (Loshchilov & Hutter,
+  "Decoupled Weight Decay Regularization", 2019, arXiv:1711.05101,
+  Algorithm 1). Without momentum it equals PyTorch's ``SGD(weight_decay=...)``
+  (coupled L2) with ``coupling='lr'``; with momentum it does not, since
+  PyTorch feeds the decay through the buffer.
+
+  Args:
+    learning_rate: :math:`\eta`, a number or an optax schedule.
+    weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
+      :func:`wdax.rates` or a prefix tree of rates.
+    momentum: :math:`\mu`, non-negative; 0 for plain SGD.
+    nesterov: use Nesterov momentum (needs ``momentum > 0``).
+    mask: which leaves to decay (see :mod:`wdax.masks`); by default every
+      floating leaf.
+    coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
+    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
+
+  Returns:
+    An ``optax.GradientTransformation``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import wdax
+    >>> tx = wdax.sgdw(0.1, 0.5)
+    >>> params = {'w': jnp.array([2.0])}
+    >>> updates, _ = tx.update({'w': jnp.array([1.0])}, tx.init(params), params)
+    >>> updates['w']  # -0.1 * 1.0 - 0.1 * 0.5 * 2.0
+    Array([-0.2], dtype=float32)
+  """
+  fn = 'sgdw(...)'
+  _check_common(fn, learning_rate, weight_decay)
+  _check_coupling(fn, coupling, peak_lr)
+  _rates.check_rate(momentum, f'{fn}: momentum')
+  if callable(momentum):
+    raise ValueError(f'{fn}: momentum must be a number, not a schedule.')
+  if nesterov and not momentum:
+    raise ValueError(f'{fn}: nesterov=True needs momentum > 0.')
+  sgd = optax.sgd(
+      learning_rate, momentum=momentum if momentum else None, nesterov=nesterov
+  )
+  return optax.chain(
+      sgd,
+      _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
+  )
+
+
+def _scale_by_adam_stable(
+    b1: float, b2: float, eps: float, weight_decay: Any, mask: Any
+) -> optax.GradientTransformation:
+  fn = 'adams(...)'
+  adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+
+  def update_fn(updates, state, params=None):
+    all_paths, _, p_leaves, _ = _decay._leaves(fn, updates, params)
+    # The rate's schedule, if any, is read at the step count before this
+    # update, as optax reads learning-rate schedules.
+    coeffs = _decay._coefficients(
+        fn, weight_decay, None, mask, params, all_paths, state.count
+    )
+    adam_updates, state = adam.update(updates, state, params)
+    nu = [v for v in jax.tree.leaves(state.nu) if _paths.is_float(v)]
+    # Summed in float32, or float64 if the params are.
+    with jax.numpy_dtype_promotion('standard'):
+      acc = functools.reduce(jnp.promote_types, [v.dtype for v in nu], jnp.float32)
+    total = sum(v.size for v in nu)
+    v_sum = sum(jnp.sum(v.astype(acc)) for v in nu)
+    bias = 1 - jnp.asarray(b2, acc) ** state.count.astype(acc)
+    v_mean = v_sum / bias / jnp.asarray(max(total, 1), acc)
+    # While every gradient so far is exactly 0, v_mean is 0 and the paper's
+    # term is undefined; decay nothing then, rather than divide by zero.
+    positive = v_mean > 0
+    inv_root = jnp.where(
+        positive, jax.lax.rsqrt(jnp.where(positive, v_mean, 1.0)), 0.0
+    )
+    u_leaves, u_def = jax.tree.flatten(adam_updates)
+    new = [
+        u if c is None else _decay._add(u, p, jnp.asarray(c, acc) * inv_root)
+        for u, p, c in zip(u_leaves, p_leaves, coeffs)
+    ]
+    return jax.tree.unflatten(u_def, new), state
+
+  return optax.GradientTransformation(adam.init, update_fn)
+
+
+def adams(
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: Any = 1e-4,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    mask: Any = None,
+) -> optax.GradientTransformation:
+  r"""Adam with stable (scheduled) weight decay: AdamS.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t - \eta_t \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+    - \frac{\eta_t \lambda}{\sqrt{\bar v_t}} \theta_t, \qquad
+    \bar v_t = \frac{1}{N} \sum_{i=1}^{N} \hat v_{t,i}
+
+  where :math:`\theta_t` are the parameters, :math:`\hat m_t, \hat v_t`
+  Adam's bias-corrected moment estimates (decay rates
+  :math:`\beta_1, \beta_2`), :math:`\epsilon` its stability constant,
+  :math:`\eta_t` the learning rate, :math:`\lambda` the weight decay and
+  :math:`\bar v_t` the mean of :math:`\hat v_t` over all :math:`N` floating
+  parameter elements of the whole tree (decayed or not).
+
+  Dividing by :math:`\sqrt{\bar v_t}` matches the decay to the size of Adam's
+  effective step, so weight decay no longer drives the gradient norm up late
+  in training. The mean is over the whole tree, not per leaf, as in the
+  paper's Algorithm 2 and its reference code: one scalar rescales the decay of
+  every layer alike, so the relative decay between layers stays that of AdamW,
+  while a per-leaf mean would give each layer its own decay strength, a
+  different method. From Xie, Xu, Zhang, Sato & Sugiyama, "On the Overlooked
+  Pitfalls of Weight Decay and How to Mitigate Them: A Gradient-Norm
+  Perspective", NeurIPS 2023, arXiv:2011.11152 (there "SWD"). While every
+  gradient so far is exactly zero, :math:`\bar v_t = 0` and nothing decays.
+
+  Args:
+    learning_rate: :math:`\eta`, a number or an optax schedule.
+    weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
+      :func:`wdax.rates` or a prefix tree of rates.
+    b1: :math:`\beta_1`.
+    b2: :math:`\beta_2`.
+    eps: :math:`\epsilon`.
+    mask: which leaves to decay (see :mod:`wdax.masks`); by default every
+      floating leaf. The mean :math:`\bar v_t` covers every leaf regardless.
+
+  Returns:
+    An ``optax.GradientTransformation``; its state is optax's Adam state
+    followed by the learning-rate schedule's.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import wdax
+    >>> tx = wdax.adams(0.1, 0.5)
+    >>> params = {'w': jnp.array([1.0, -1.0])}
+    >>> g = {'w': jnp.array([2.0, 2.0])}  # v_hat = 4, so sqrt(mean) = 2
+    >>> updates, _ = tx.update(g, tx.init(params), params)
+    >>> print(updates['w'].round(4))  # -0.1 * (1 + 0.5 * w / 2); Adam's step is 1
+    [-0.125 -0.075]
+  """
+  fn = 'adams(...)'
+  _check_common(fn, learning_rate, weight_decay)
+  return optax.chain(
+      _scale_by_adam_stable(b1, b2, eps, weight_decay, mask),
+      optax.scale_by_learning_rate(learning_rate),
+  )
