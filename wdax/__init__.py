@@ -22,7 +22,7 @@ __version__ = '0.1.0'
 
 # Flax and Orbax load only when these are first touched, so `import wdax` stays
 # light: `from wdax import training` or `wdax.training` both work.
-_LAZY_SUBMODULES = ('checkpoint', 'sharding', 'training')
+_LAZY_SUBMODULES = ('checkpoint', 'sharding', 'sweep', 'training')
 
 
 def __getattr__(name: str):
