@@ -493,7 +493,9 @@ class _Programs:
     return self.compiled[signature]
 
 
+# Recent jobs' programs; a long session of sweeps keeps the last few only.
 _PROGRAMS: dict[Any, _Programs] = {}
+_KEEP_PROGRAMS = 8
 
 
 def _programs(job: _Job, mesh: Mesh, n: int) -> _Programs:
@@ -596,6 +598,8 @@ def _programs(job: _Job, mesh: Mesh, n: int) -> _Programs:
   )
   if _hashable(key):
     _PROGRAMS[key] = programs
+    while len(_PROGRAMS) > _KEEP_PROGRAMS:
+      del _PROGRAMS[next(iter(_PROGRAMS))]
   return programs
 
 
