@@ -170,23 +170,9 @@ def _loop_functions(hidden: int, lr: float):
   return model, train_step, accuracy
 
 
-def run_loop(args, data, rates):
-  """One jitted-step training per (rate, fold), as written by hand."""
+def _cross_validate_and_refit(args, data, rates, train, accuracy) -> dict:
+  """Times a sequential grid search: one training per (rate, fold), then a refit."""
   x_train, x_test, y_train, y_test = data
-  model, train_step, accuracy = _loop_functions(args.hidden, args.lr)
-
-  def train(x, y, rate, seed):
-    rng = np.random.default_rng(seed)
-    params = model.init(jax.random.key(seed), x[:1])['params']
-    opt_state = wdax.adamw(args.lr, float(rate), mask=MASK).init(params)
-    rate = jnp.float32(rate)
-    for _ in range(args.epochs):
-      order = rng.permutation(len(y))
-      for start in range(0, len(y), args.batch_size):
-        batch = order[start : start + args.batch_size]
-        params, opt_state = train_step(params, opt_state, x[batch], y[batch], rate)
-    return params
-
   with Timer() as t:
     folds = sweep.stratified_folds(y_train, args.folds)
     scores = np.zeros((len(rates), args.folds))
@@ -206,12 +192,30 @@ def run_loop(args, data, rates):
   }
 
 
+def run_loop(args, data, rates):
+  """One jitted-step training per (rate, fold), as written by hand."""
+  model, train_step, accuracy = _loop_functions(args.hidden, args.lr)
+
+  def train(x, y, rate, seed):
+    rng = np.random.default_rng(seed)
+    params = model.init(jax.random.key(seed), x[:1])['params']
+    opt_state = wdax.adamw(args.lr, float(rate), mask=MASK).init(params)
+    rate = jnp.float32(rate)
+    for _ in range(args.epochs):
+      order = rng.permutation(len(y))
+      for start in range(0, len(y), args.batch_size):
+        batch = order[start : start + args.batch_size]
+        params, opt_state = train_step(params, opt_state, x[batch], y[batch], rate)
+    return params
+
+  return _cross_validate_and_refit(args, data, rates, train, accuracy)
+
+
 def run_naive_loop(args, data, rates):
   """The loop as the Flax examples write it: the optimiser lives in a
   ``TrainState``, a static field, so each training compiles the step anew."""
   from flax.training import train_state
 
-  x_train, x_test, y_train, y_test = data
   model = sweep.MLP(hidden=(args.hidden,), classes=10)
   mask = MASK
 
@@ -241,23 +245,7 @@ def run_naive_loop(args, data, rates):
         state = train_step(state, x[batch], y[batch])
     return state.params
 
-  with Timer() as t:
-    folds = sweep.stratified_folds(y_train, args.folds)
-    scores = np.zeros((len(rates), args.folds))
-    for i, rate in enumerate(rates):
-      for k, val in enumerate(folds):
-        params = train(x_train[~val], y_train[~val], rate, seed=0)
-        scores[i, k] = accuracy(params, x_train[val], y_train[val])
-    best = int(np.argmax(scores.mean(1)))
-    params = train(x_train, y_train, rates[best], seed=0)
-    test = float(accuracy(params, x_test, y_test))
-  return {
-      'wall': t.wall,
-      'cpu': t.cpu,
-      'rate': float(rates[best]),
-      'cv_accuracy': float(scores.mean(1)[best]),
-      'test_accuracy': test,
-  }
+  return _cross_validate_and_refit(args, data, rates, train, accuracy)
 
 
 def run_wdax(args, data, rates):
