@@ -81,9 +81,8 @@ def _active(rate, mask, params, all_paths) -> list[Any]:
   ]
 
 
-def _coefficients(fn, rate, lr, mask, params, all_paths, count):
+def _coefficients(rate, lr, mask, params, all_paths, count):
   """Per-leaf decay coefficient ``c_t``, or ``None`` where nothing decays."""
-  del fn
   cache: dict[int, Any] = {}
   lr_t = _at(lr, count, cache)
   out = []
@@ -137,7 +136,7 @@ def _transform(
   def update_fn(updates, state, params=None):
     all_paths, u_leaves, p_leaves, u_def = _leaves(fn, updates, params)
     count = state.count if needs_count else None
-    coeffs = _coefficients(fn, rate, lr, mask, params, all_paths, count)
+    coeffs = _coefficients(rate, lr, mask, params, all_paths, count)
     new = [
         u if c is None else leaf(u, p, c)
         for u, p, c in zip(u_leaves, p_leaves, coeffs)
@@ -464,7 +463,7 @@ def toward(
 
   def update_fn(updates, state, params=None):
     all_paths, u_leaves, p_leaves, u_def = _leaves(fn, updates, params)
-    coeffs = _coefficients(fn, rate, lr, mask, params, all_paths, state.count)
+    coeffs = _coefficients(rate, lr, mask, params, all_paths, state.count)
     if len(state.reference) != len(u_leaves):
       raise ValueError(
           f'{fn}: the state holds {len(state.reference)} reference leaves but '

@@ -243,7 +243,7 @@ def _scale_by_adam_stable(
     # The rate's schedule, if any, is read at the step count before this
     # update, as optax reads learning-rate schedules.
     coeffs = _decay._coefficients(
-        fn, weight_decay, None, mask, params, all_paths, state.count
+        weight_decay, None, mask, params, all_paths, state.count
     )
     adam_updates, state = adam.update(updates, state, params)
     nu = [v for v in jax.tree.leaves(state.nu) if _paths.is_float(v)]
