@@ -24,9 +24,12 @@ This module imports Flax; ``import wdax`` does not. Import it as
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
+import gc
 import math
+import threading
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -52,13 +55,19 @@ METRICS = ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy')
 CRITERIA = ('accuracy', 'loss')
 
 _AXIS = 'config'
-# Without a device memory figure: 2 GiB. On CPU the limit is the cache, not
-# memory: chunks much larger than the last-level cache run markedly slower.
+# Without a device memory figure: 2 GiB. On CPU the limit is not memory: a
+# configuration costs as much in a chunk of 2 as in one of 40 there, chunks
+# that outgrow the cache run slower, and a small chunk pads a refit less
+# (about 5 configurations per device of the default MLP; 16 MiB).
 _DEFAULT_BUDGET = 2 * 2**30
-_CPU_BUDGET = 48 * 2**20
+_CPU_BUDGET = 16 * 2**20
 # On CPU, XLA's first optimisation level compiles the training program about
 # a fifth faster than the default and runs it as fast.
 _CPU_OPTIONS = {'xla_backend_optimization_level': 1}
+# For programs that run a few times, where compiling costs more than running.
+_FAST_COMPILE = {'xla_backend_optimization_level': 0}
+# The examples' orders of visit are kept on the devices up to this size.
+_KEEP_ORDERS = 64 * 2**20
 
 
 def _l2(rate, lr, mask):
@@ -408,10 +417,25 @@ def _evaluation_points(epochs: int, evals: int) -> np.ndarray:
   return np.unique(np.round(np.linspace(0, epochs, points + 1)[1:]).astype(int))
 
 
-def _keys(seed: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """A seed's initialisation key and shuffling key."""
-  init_key, shuffle_key = jax.random.split(jax.random.key(seed))
-  return init_key, shuffle_key
+def _orders(
+    seeds: Sequence[int], train_table: np.ndarray, epochs: range, length: int, capacity: int
+) -> np.ndarray:
+  """Each seed's and training set's order of visit in each of ``epochs``.
+
+  An int32 array of shape ``(seeds, folds, length, capacity)``: row ``[s, k,
+  j]`` lists the training examples of ``train_table[k]`` by increasing
+  ``np.random.default_rng([seeds[s], epochs[j]]).random(n)``, then the rest
+  (never trained on), then zeros to ``capacity``. Rows past ``len(epochs)``
+  are unused. Made on the host: the compiled program only reads them.
+  """
+  n = train_table.shape[1]
+  out = np.zeros((len(seeds), len(train_table), length, capacity), np.int32)
+  for s, seed in enumerate(seeds):
+    for j, e in enumerate(epochs):
+      noise = np.random.default_rng([seed, e]).random(n)
+      for k, row in enumerate(train_table):
+        out[s, k, j, :n] = np.argsort(np.where(row > 0, noise, 2.0), kind='stable')
+  return out
 
 
 def _memo(fn):
@@ -435,11 +459,11 @@ def _initializer(model: nn.Module, example: jax.ShapeDtypeStruct):
   configuration.
   """
   return jax.jit(
-      lambda seed: model.init(_keys(seed)[0], jnp.zeros(example.shape, example.dtype))[
-          'params'
-      ],
+      lambda seed: model.init(
+          jax.random.key(seed), jnp.zeros(example.shape, example.dtype)
+      )['params'],
       # It runs once per seed; unoptimised code compiles three times faster.
-      compiler_options={'xla_backend_optimization_level': 0},
+      compiler_options=_FAST_COMPILE,
   )
 
 
@@ -453,7 +477,10 @@ def _seed_params(model: nn.Module, x: np.ndarray, seeds: Sequence[int]) -> Any:
 def _losses(model: nn.Module, params: Any, x: jax.Array, y: jax.Array):
   """Per-example cross-entropy and correctness (float32)."""
   logits = model.apply({'params': params}, x).astype(jnp.float32)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  # A one-hot product, not a gather: the gather's gradient is a scatter,
+  # which XLA's CPU backend compiles and runs slowly.
+  onehot = jax.nn.one_hot(y, logits.shape[-1], dtype=logits.dtype)
+  losses = jax.nn.logsumexp(logits, axis=-1) - jnp.sum(onehot * logits, axis=-1)
   return losses, (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
 
 
@@ -466,6 +493,40 @@ def _tester(model: nn.Module):
     return jnp.stack([jnp.mean(losses), jnp.mean(correct)])
 
   return jax.jit(metrics)
+
+
+class _CollectorPause:
+  """A context that pauses Python's cyclic garbage collector while programs
+  are traced, from any number of threads at once.
+
+  Tracing allocates many short-lived objects, and the full collections they
+  trigger walk every object JAX, Flax and optax hold: about a third of the
+  tracing time. The collector runs again, as it was, when the last tracing
+  ends.
+  """
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._depth = 0
+    self._was_enabled = False
+
+  @contextlib.contextmanager
+  def __call__(self):
+    with self._lock:
+      if self._depth == 0:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+      self._depth += 1
+    try:
+      yield
+    finally:
+      with self._lock:
+        self._depth -= 1
+        if self._depth == 0 and self._was_enabled:
+          gc.enable()
+
+
+_collector_paused = _CollectorPause()
 
 
 def _hashable(*args: Any) -> bool:
@@ -484,12 +545,20 @@ class _Programs:
   run: Any
   compiled: dict[Any, Any] = dataclasses.field(default_factory=dict)
 
-  def compile_run(self, *abstract: Any) -> Any:
-    """``run`` compiled for arguments shaped like ``abstract``."""
+  def compile(
+      self, pool: concurrent.futures.Executor, name: str, *abstract: Any
+  ) -> concurrent.futures.Future:
+    """Program ``name`` compiled for arguments shaped like ``abstract``.
+
+    Traced here and compiled in ``pool``: tracing holds the interpreter
+    lock, XLA's compilation does not, so the caller goes on meanwhile.
+    """
     leaves, treedef = jax.tree.flatten(abstract)
-    signature = (treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves))
+    signature = (name, treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves))
     if signature not in self.compiled:
-      self.compiled[signature] = self.run.lower(*abstract).compile()
+      with _collector_paused():
+        lowered = getattr(self, name).lower(*abstract)
+      self.compiled[signature] = pool.submit(lowered.compile)
     return self.compiled[signature]
 
 
@@ -509,7 +578,6 @@ def _programs(job: _Job, mesh: Mesh, n: int) -> _Programs:
   if _hashable(key) and key in _PROGRAMS:
     return _PROGRAMS[key]
   model, batch_size = job.model, job.batch_size
-  capacity = -(-n // batch_size) * batch_size
   # The rate lives in the optimiser state (inject_hyperparams), so this one
   # transformation updates every configuration with its own rate.
   tx = optax.inject_hyperparams(job.factory)(rate=0.0)
@@ -535,51 +603,62 @@ def _programs(job: _Job, mesh: Mesh, n: int) -> _Programs:
   def weighted(values, w):
     return jnp.sum(w * values) / jnp.sum(w)
 
-  def run_one(state, seed, split, x, y, train_table, eval_table, steps, epoch0, count):
-    _, key = _keys(seed)
-    w_train, w_eval = train_table[split], eval_table[split]
-
-    def epoch(e, state):
-      noise = jax.random.uniform(jax.random.fold_in(key, e), (n,), jnp.float32)
-      # Training examples first, in random order; the rest never train.
-      order = jnp.argsort(jnp.where(w_train > 0, noise, 2.0))
-      order = jnp.pad(order, (0, capacity - n))
-
-      def minibatch(i, state):
-        at = i * batch_size
-        index = jax.lax.dynamic_slice(order, (at,), (batch_size,))
-        ok = at + jnp.arange(batch_size) < n
-        wb = jnp.where(ok, w_train[index], 0.0)
-        new, _ = step(state, (x[index], y[index], wb))
-        if job.guard:
-          # A configuration with fewer training examples than the chunk's
-          # longest has nothing left in its last minibatch: it skips the step.
-          skip = jnp.sum(wb) == 0
-          new = jax.tree.map(lambda old, upd: jnp.where(skip, old, upd), state, new)
-        return new
-
-      # The step count is traced: a refit with more examples per epoch
-      # reuses the grid's program.
-      return jax.lax.fori_loop(0, steps, minibatch, state)
-
-    state = jax.lax.fori_loop(epoch0, epoch0 + count, epoch, state)
-    losses, correct = _losses(model, state.params, x, y)
-    return state, jnp.stack([
+  def evaluate(params, w_train, w_eval, x, y):
+    losses, correct = _losses(model, params, x, y)
+    return jnp.stack([
         weighted(losses, w_train),
         weighted(correct, w_train),
         weighted(losses, w_eval),
         weighted(correct, w_eval),
     ])
 
+  def run(state, which, split, x, y, train_table, eval_table, orders, steps, count):
+    # The loops run over the whole (local) chunk and only their bodies are
+    # vmapped: a vmapped loop is traced several times over.
+    w_train, w_eval = train_table[split], eval_table[split]
+
+    def epoch(e, state):
+      order = orders[which, split, e]
+
+      def minibatch(i, state):
+        at = i * batch_size
+        index = jax.lax.dynamic_slice_in_dim(order, at, batch_size, axis=1)
+        ok = at + jnp.arange(batch_size) < n
+        wb = jnp.where(ok, jnp.take_along_axis(w_train, index, axis=1), 0.0)
+        new, _ = jax.vmap(step)(state, (x[index], y[index], wb))
+        if job.guard:
+          # A configuration with fewer training examples than the chunk's
+          # longest has nothing left in its last minibatch: it skips the step.
+          skip = jnp.sum(wb, axis=1) == 0
+          new = jax.tree.map(
+              lambda old, upd: jnp.where(
+                  skip.reshape(skip.shape + (1,) * (upd.ndim - 1)), old, upd
+              ),
+              state,
+              new,
+          )
+        return new
+
+      # The step count is traced: a refit with more examples per epoch
+      # reuses the grid's program.
+      return jax.lax.fori_loop(0, steps, minibatch, state)
+
+    state = jax.lax.fori_loop(0, count, epoch, state)
+    metrics = jax.vmap(evaluate, in_axes=(0, 0, 0, None, None))(
+        state.params, w_train, w_eval, x, y
+    )
+    return state, metrics
+
   config = NamedSharding(mesh, PartitionSpec(_AXIS))
   replicated = NamedSharding(mesh, PartitionSpec())
   spec, rep = PartitionSpec(_AXIS), PartitionSpec()
 
-  def sharded(fn, batched: int, unbatched: int, **jit_args):
-    in_axes = (0,) * batched + (None,) * unbatched
+  def sharded(fn, batched: int, unbatched: int, vmapped: bool = True, **jit_args):
+    if vmapped:
+      fn = jax.vmap(fn, in_axes=(0,) * batched + (None,) * unbatched)
     return jax.jit(
         jax.shard_map(
-            jax.vmap(fn, in_axes=in_axes),
+            fn,
             mesh=mesh,
             in_specs=(spec,) * batched + (rep,) * unbatched,
             out_specs=spec,
@@ -593,7 +672,8 @@ def _programs(job: _Job, mesh: Mesh, n: int) -> _Programs:
   programs = _Programs(
       init=sharded(init_one, 2, 1),
       run=sharded(
-          run_one, 3, 7, donate_argnums=0, compiler_options=_CPU_OPTIONS if cpu else None
+          run, 3, 7, vmapped=False, donate_argnums=0,
+          compiler_options=_CPU_OPTIONS if cpu else None
       ),
   )
   if _hashable(key):
@@ -603,9 +683,20 @@ def _programs(job: _Job, mesh: Mesh, n: int) -> _Programs:
   return programs
 
 
-def _compile_tester(model: nn.Module, seed_params: Any, test: tuple[Any, Any]):
-  one = jax.tree.map(lambda a: a[0], seed_params)
-  return _tester(model).lower(one, *test).compile()
+def _compile_tester(
+    pool: concurrent.futures.Executor,
+    model: nn.Module,
+    seed_params: Any,
+    test: tuple[Any, Any],
+    cpu: bool,
+) -> concurrent.futures.Future:
+  """The test program for one model, compiling in ``pool``."""
+  one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), seed_params)
+  with _collector_paused():
+    lowered = _tester(model).lower(one, *test)
+  # It runs a few times on one model: on CPU, unoptimised code is quicker
+  # to compile than to run.
+  return pool.submit(lowered.compile, _FAST_COMPILE if cpu else None)
 
 
 def _test(tester: Any, params: Any, real: int, test: tuple[Any, Any]) -> np.ndarray:
@@ -618,8 +709,8 @@ def _test(tester: Any, params: Any, real: int, test: tuple[Any, Any]) -> np.ndar
   ]).reshape(real, 2)
 
 
-def _run_signature(job, init, x, seeds, size, data):
-  """Abstract arguments of ``run`` for a chunk of ``size``."""
+def _signatures(job, init, x, seeds, size, data, orders):
+  """Abstract arguments of ``init`` and of ``run`` for a chunk of ``size``."""
 
   def like(shape, dtype):
     return jax.ShapeDtypeStruct(shape, dtype)
@@ -627,13 +718,13 @@ def _run_signature(job, init, x, seeds, size, data):
   example = jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32)
   params = jax.eval_shape(_initializer(job.model, example), np.int32(0))
   seed_params = jax.tree.map(lambda a: like((seeds, *a.shape), a.dtype), params)
-  state = jax.eval_shape(
-      init, like((size,), jnp.float32), like((size,), jnp.int32), seed_params
-  )
+  init_args = (like((size,), jnp.float32), like((size,), jnp.int32), seed_params)
+  with _collector_paused():
+    state = jax.eval_shape(init, *init_args)
   scalar = like((), jnp.int32)
-  return (
+  return init_args, (
       state, like((size,), jnp.int32), like((size,), jnp.int32),
-      *(like(a.shape, a.dtype) for a in data), scalar, scalar, scalar,
+      *(like(a.shape, a.dtype) for a in data), like(orders, jnp.int32), scalar, scalar,
   )
 
 
@@ -697,38 +788,68 @@ def _train(
     )
   mesh = Mesh(np.asarray(devices), (_AXIS,))
   programs = _programs(job, mesh, x.shape[0])
-  init = programs.init
   distinct, which = np.unique(seed, return_inverse=True)
   # Pad with copies of the last configuration so every chunk has one shape.
   pad = size * chunks - total
   rate, seed, split, which = (
       np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (rate, seed, split, which)
   )
-  data = (x, y, train_table.astype(np.float32), eval_table.astype(np.float32))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  # Sent to the devices once, not with every call.
+  data = jax.device_put(
+      (x, y, train_table.astype(np.float32), eval_table.astype(np.float32)), replicated
+  )
   points = _evaluation_points(epochs, evals)
+  segments = [range(start, stop) for start, stop in zip([0, *points[:-1]], points)]
+  capacity = -(-x.shape[0] // job.batch_size) * job.batch_size
+  # The orders of every segment have one shape, so one program runs them all.
+  orders_shape = (
+      len(distinct), len(train_table), max(map(len, segments)), capacity
+  )
   calls = chunks * len(points)
-  # Compile the training program while the parameters are initialised, and
-  # the test program while the first chunk trains: XLA compiles without
-  # holding the interpreter lock, so the two overlap.
-  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    run_future = pool.submit(
-        programs.compile_run, *_run_signature(job, init, x, len(distinct), size, data)
+  # Every chunk visits the examples in the same orders: when they are small,
+  # they are made and sent once.
+  keep_orders = len(segments) * math.prod(orders_shape) * 4 <= _KEEP_ORDERS
+  kept = {}
+
+  def segment_orders(j: int) -> Any:
+    if j in kept:
+      return kept[j]
+    out = jax.device_put(
+        _orders(distinct.tolist(), train_table, segments[j], *orders_shape[2:]), replicated
     )
-    seed_params = _seed_params(job.model, x, distinct.tolist())
+    if keep_orders:
+      kept[j] = out
+    return out
+
+  # Compile the two programs while the parameters are initialised, and the
+  # test program while the first chunk trains: XLA compiles without holding
+  # the interpreter lock, so they overlap.
+  cpu = devices[0].platform == 'cpu'
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    init_args, run_args = _signatures(
+        job, programs.init, x, len(distinct), size, data, orders_shape
+    )
+    run_future = programs.compile(pool, 'run', *run_args)
+    init_future = programs.compile(pool, 'init', *init_args)
+    with _collector_paused():
+      seed_params = jax.device_put(
+          _seed_params(job.model, x, distinct.tolist()), replicated
+      )
     tester = None
     if test is not None:
-      tester = pool.submit(_compile_tester, job.model, seed_params, test)
-    run = run_future.result()
+      tester = _compile_tester(pool, job.model, seed_params, test, cpu)
+    init, run = init_future.result(), run_future.result()
     outputs = []
     for c in range(chunks):
       part = slice(c * size, (c + 1) * size)
       state = init(rate[part].astype(np.float32), which[part].astype(np.int32), seed_params)
       steps = np.int32(batches[split[part]].max())
       metrics, tested = [], []
-      for start, stop in zip([0, *points[:-1]], points):
+      for j, segment in enumerate(segments):
         state, m = run(
-            state, seed[part].astype(np.int32), split[part].astype(np.int32), *data,
-            steps, np.int32(start), np.int32(stop - start),
+            state, which[part].astype(np.int32), split[part].astype(np.int32), *data,
+            segment_orders(j), steps, np.int32(len(segment)),
         )
         metrics.append(np.asarray(m))
         if tester is not None:
@@ -947,12 +1068,12 @@ def grid(
   a callable ``(rate, lr) -> optax.GradientTransformation`` that accepts a
   traced ``rate``.
 
-  Seed :math:`s` initialises the parameters with the first half of
-  ``jax.random.split(jax.random.key(s))``; epoch :math:`e` visits the
-  training examples in the order of ``jnp.argsort`` of
-  ``jax.random.uniform(jax.random.fold_in(key, e), (n,))`` (``key`` the
-  second half), restricted to them, in minibatches of ``batch_size`` (the
-  last may be smaller). Rates and folds share a seed's initialisation, so
+  Seed :math:`s` initialises the parameters with ``jax.random.key(s)``;
+  epoch :math:`e` (from 0) visits the training examples in increasing order
+  of ``np.random.default_rng([s, e]).random(n)``, restricted to them, in
+  minibatches of ``batch_size`` (the last may be smaller). The orders are
+  drawn on the host, so the compiled program holds no random number
+  generator. Rates and folds share a seed's initialisation and orders, so
   they are compared on common random numbers. ``evals`` times, evenly
   spaced and last after the final epoch, every configuration is evaluated on
   its training and its validation examples.
@@ -981,8 +1102,8 @@ def grid(
       ``memory`` allows.
     memory: the memory budget in bytes per device that sets the chunk size
       from an estimate of each configuration's needs; by default half the
-      device's memory where it reports it, else 2 GiB, and on CPU 48 MiB,
-      since there chunks that outgrow the cache run slower.
+      device's memory where it reports it, else 2 GiB, and on CPU 16 MiB,
+      since there larger chunks run no faster per configuration.
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
 
