@@ -274,7 +274,7 @@ def test_best_rate_and_standard_error_by_hand():
       val_accuracy=[[0.80, 0.90, 0.70], [0.90, 0.80, 1.00], [0.60, 0.70, 0.80]],
       val_loss=[[0.5, 0.4, 0.6], [0.3, 0.5, 0.4], [0.9, 0.8, 0.7]],
   )
-  choice = result.best()
+  choice = result.best('accuracy')
   # Rate 0.1: mean 0.9, sample sd 0.1, s.e. 0.1 / sqrt(3).
   assert choice.rate == 0.1 and choice.index == 1
   np.testing.assert_allclose(choice.mean, 0.9, rtol=1e-6)
@@ -293,8 +293,9 @@ def test_accuracy_ties_go_to_the_lower_loss():
       val_accuracy=[[0.9, 0.8], [0.8, 0.9], [0.5, 0.5]],
       val_loss=[[0.4, 0.4], [0.3, 0.3], [0.1, 0.1]],
   )
-  assert result.best().rate == 0.1
+  assert result.best('accuracy').rate == 0.1
   assert result.best('loss').rate == 1.0
+  assert result.best() == result.best('loss')  # the default
 
 
 def test_one_standard_error_rule_takes_the_largest_rate_within_it():
@@ -303,8 +304,8 @@ def test_one_standard_error_rule_takes_the_largest_rate_within_it():
       val_loss=[[0.5, 0.4, 0.6], [0.3, 0.5, 0.4], [0.9, 0.8, 0.7]],
   )
   # Best is 0.1 (0.9 ± 0.0577); 1.0 has mean 0.85 >= 0.9 - 0.0577.
-  assert result.best(one_se=True).rate == 1.0
-  assert result.best().rate == 0.1
+  assert result.best('accuracy', one_se=True).rate == 1.0
+  assert result.best('accuracy').rate == 0.1
 
 
 def test_table_reports_the_gap_by_hand():

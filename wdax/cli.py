@@ -134,7 +134,7 @@ def _parser() -> _Parser:
   sweep.add_argument('--hidden', type=_widths, default=(256,), help='hidden widths, comma-separated (default 256)')
   sweep.add_argument('--batch-size', type=_positive_int, default=32, help='minibatch size (default 32)')
   sweep.add_argument('--lr', type=_positive_float, default=3e-3, help="Adam's learning rate (default 3e-3)")
-  sweep.add_argument('--criterion', choices=('accuracy', 'loss'), default='accuracy', help='choose by mean validation accuracy (default) or loss')
+  sweep.add_argument('--criterion', choices=('loss', 'accuracy'), default='loss', help='choose by mean validation loss (default) or accuracy')
   sweep.add_argument('--one-se', action='store_true', help='choose the largest rate within one standard error of the best')
   sweep.add_argument('--test-size', type=_positive_float, default=0.5, help='held-out fraction, stratified (default 0.5)')
   sweep.add_argument('--seed', type=int, default=0, help='seed of the split and the folds (default 0)')
