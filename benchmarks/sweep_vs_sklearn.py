@@ -63,8 +63,10 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--sklearn-rates', type=int, default=None, help='alphas sklearn fits (default: --rates)')
   parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'wdax'], help='leave a method out (repeatable)')
   parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)')
+  parser.add_argument('--criterion', choices=['loss', 'accuracy'], default='loss', help='how loop and wdax choose the rate (default: validation loss, as wdax sweep); sklearn scores by accuracy, as GridSearchCV does by default')
   parser.add_argument('--naive', action='store_true', help='also time the loop as often written, with the optimiser in a TrainState, which compiles the step once per training')
   parser.add_argument('--warm', action='store_true', help='also time loop and wdax a second time in the same process (compiled code cached)')
+  parser.add_argument('--stability', type=int, default=0, metavar='N', help='also cross-validate with N fold assignments (fold_seed 0..N-1) and report the rate each criterion chooses and its refit test accuracy')
   parser.add_argument('--results', default=None, help='append a section with the figures to this Markdown file')
   return parser.parse_args(argv)
 
@@ -163,38 +165,53 @@ def _loop_functions(hidden: int, lr: float):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
+  return model, train_step, _evaluator(model)
+
+
+@functools.cache
+def _evaluator(model):
+  """``(params, x, y) -> (accuracy, mean cross-entropy)``, jitted."""
+
   @jax.jit
-  def accuracy(params, x, y):
-    return jnp.mean(jnp.argmax(model.apply({'params': params}, x), -1) == y)
+  def evaluate(params, x, y):
+    logits = model.apply({'params': params}, x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return jnp.mean(jnp.argmax(logits, -1) == y), loss
 
-  return model, train_step, accuracy
+  return evaluate
 
 
-def _cross_validate_and_refit(args, data, rates, train, accuracy) -> dict:
-  """Times a sequential grid search: one training per (rate, fold), then a refit."""
+def _cross_validate_and_refit(args, data, rates, train, evaluate) -> dict:
+  """Times a sequential grid search: one training per (rate, fold), then a
+  refit of the rate with the best mean validation ``args.criterion`` (ties
+  in accuracy going to the lower loss, as in wdax)."""
   x_train, x_test, y_train, y_test = data
   with Timer() as t:
     folds = sweep.stratified_folds(y_train, args.folds)
-    scores = np.zeros((len(rates), args.folds))
+    scores = np.zeros((len(rates), args.folds, 2))
     for i, rate in enumerate(rates):
       for k, val in enumerate(folds):
         params = train(x_train[~val], y_train[~val], rate, seed=0)
-        scores[i, k] = accuracy(params, x_train[val], y_train[val])
-    best = int(np.argmax(scores.mean(1)))
+        scores[i, k] = evaluate(params, x_train[val], y_train[val])
+    accuracy, loss = scores.mean(1).T
+    if args.criterion == 'loss':
+      best = int(np.argmin(loss))
+    else:
+      best = int(np.lexsort((loss, -accuracy))[0])
     params = train(x_train, y_train, rates[best], seed=0)
-    test = float(accuracy(params, x_test, y_test))
+    test = float(evaluate(params, x_test, y_test)[0])
   return {
       'wall': t.wall,
       'cpu': t.cpu,
       'rate': float(rates[best]),
-      'cv_accuracy': float(scores.mean(1)[best]),
+      'cv_accuracy': float(accuracy[best]),
       'test_accuracy': test,
   }
 
 
 def run_loop(args, data, rates):
   """One jitted-step training per (rate, fold), as written by hand."""
-  model, train_step, accuracy = _loop_functions(args.hidden, args.lr)
+  model, train_step, evaluate = _loop_functions(args.hidden, args.lr)
 
   def train(x, y, rate, seed):
     rng = np.random.default_rng(seed)
@@ -208,7 +225,7 @@ def run_loop(args, data, rates):
         params, opt_state = train_step(params, opt_state, x[batch], y[batch], rate)
     return params
 
-  return _cross_validate_and_refit(args, data, rates, train, accuracy)
+  return _cross_validate_and_refit(args, data, rates, train, evaluate)
 
 
 def run_naive_loop(args, data, rates):
@@ -227,10 +244,6 @@ def run_naive_loop(args, data, rates):
 
     return state.apply_gradients(grads=jax.grad(loss_fn)(state.params))
 
-  @jax.jit
-  def accuracy(params, x, y):
-    return jnp.mean(jnp.argmax(model.apply({'params': params}, x), -1) == y)
-
   def train(x, y, rate, seed):
     rng = np.random.default_rng(seed)
     state = train_state.TrainState.create(
@@ -245,7 +258,7 @@ def run_naive_loop(args, data, rates):
         state = train_step(state, x[batch], y[batch])
     return state.params
 
-  return _cross_validate_and_refit(args, data, rates, train, accuracy)
+  return _cross_validate_and_refit(args, data, rates, train, _evaluator(model))
 
 
 def run_wdax(args, data, rates):
@@ -262,17 +275,49 @@ def run_wdax(args, data, rates):
   with Timer() as t:
     found = sweep.select(
         model, x_train, y_train, rates, test=(x_test, y_test), folds=args.folds,
-        **settings,
+        criterion=args.criterion, **settings,
     )
   return {
       'wall': t.wall,
       'cpu': t.cpu,
       'rate': found.choice.rate,
-      'cv_accuracy': found.choice.mean,
+      'cv_accuracy': float(found.result.summary('val_accuracy')[0][found.choice.index]),
       'test_accuracy': float(found.refit.curves['test_accuracy'][0, -1]),
       'chunk_size': found.result.chunk_size,
       'devices': found.result.devices,
   }
+
+
+def run_stability(args, data, rates) -> list[str]:
+  """The rate each criterion chooses under ``args.stability`` fold
+  assignments, and the test accuracy of its refit."""
+  x_train, x_test, y_train, y_test = data
+  model = sweep.MLP(hidden=(args.hidden,), classes=10)
+  settings = dict(
+      kind='adamw', lr=args.lr, mask=MASK, epochs=args.epochs,
+      batch_size=args.batch_size, devices=args.devices,
+  )
+  tested = {}
+
+  def test_accuracy(rate):
+    if rate not in tested:
+      refit = sweep.fit(model, x_train, y_train, rate, test=(x_test, y_test), **settings)
+      tested[rate] = float(refit.curves['test_accuracy'][0, -1])
+    return tested[rate]
+
+  lines = ['| fold_seed | loss: rate | test accuracy | accuracy: rate | test accuracy |',
+           '| ---: | ---: | ---: | ---: | ---: |']
+  for fold_seed in range(args.stability):
+    result = sweep.grid(
+        model, x_train, y_train, rates, folds=args.folds, fold_seed=fold_seed, **settings
+    )
+    row = [str(fold_seed)]
+    for criterion in ('loss', 'accuracy'):
+      rate = result.best(criterion).rate
+      row += [f'{rate:.3g}', f'{test_accuracy(rate):.4f}']
+    lines.append('| ' + ' | '.join(row) + ' |')
+    print(lines[-1], flush=True)
+  return lines
 
 
 def main() -> None:
@@ -319,8 +364,11 @@ def main() -> None:
     )
   lines = _summary(args, out, n_sk)
   print('\n'.join(lines))
+  stability = []
+  if args.stability:
+    stability = ['Choices under other fold assignments:', '', *run_stability(args, data, rates), '']
   if args.results:
-    _append(args.results, args, out, n_sk, lines)
+    _append(args.results, args, out, n_sk, lines, stability)
 
 
 def _summary(args, out, n_sk) -> list[str]:
@@ -347,7 +395,7 @@ def _summary(args, out, n_sk) -> list[str]:
   return lines
 
 
-def _append(path, args, out, n_sk, lines) -> None:
+def _append(path, args, out, n_sk, lines, stability) -> None:
   rows = [
       '| method | wall (s) | CPU (s) | chosen rate | CV accuracy | test accuracy |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -374,6 +422,7 @@ def _append(path, args, out, n_sk, lines) -> None:
       '',
       *[f'- {line}' for line in lines],
       '',
+      *stability,
   ])
   with open(path, 'a') as f:
     f.write(text)
