@@ -626,25 +626,35 @@ def _plot(path: str, report: dict[str, Any], args) -> None:
   val = np.array([r['val_accuracy'] for r in rows])
   val_se = np.array([r['val_accuracy_se'] for r in rows])
   train = np.array([r['train_accuracy'] for r in rows])
+  loss = np.array([r['val_loss'] for r in rows])
+  loss_se = np.array([r['val_loss_se'] for r in rows])
   chosen = report['choice']['rate']
   test = report['refit']['test_accuracy']
 
-  fig = Figure(figsize=(7.5, 4.6), layout='constrained')
+  # Accuracy above, the validation loss below: the criterion may be either.
+  fig = Figure(figsize=(7.5, 6.4), layout='constrained')
   FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
+  ax, ax_loss = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
   ax.fill_between(rates, val - val_se, val + val_se, color='C0', alpha=0.2, lw=0)
   ax.plot(rates, val, 'o-', color='C0', ms=4, label=f'validation (mean ± s.e., {args.folds} folds)')
   ax.plot(rates, train, 's--', color='C1', ms=3.5, label='training')
   ax.axvline(chosen, color='C3', ls=':', lw=1.5)
   ax.plot([chosen], [val[rates == chosen][0]], 'o', color='C3', ms=8, mfc='none', mew=1.8,
           label=f'chosen {chosen:.3g}: test accuracy {test:.4f}')
+  ax_loss.fill_between(rates, loss - loss_se, loss + loss_se, color='C0', alpha=0.2, lw=0)
+  ax_loss.plot(rates, loss, 'o-', color='C0', ms=4, label='validation loss (mean ± s.e.)')
+  ax_loss.axvline(chosen, color='C3', ls=':', lw=1.5)
+  ax_loss.plot([chosen], [loss[rates == chosen][0]], 'o', color='C3', ms=8, mfc='none', mew=1.8)
   positive = rates[rates > 0]
   if (rates == 0).any():
     ax.set_xscale('symlog', linthresh=positive.min() if positive.size else 1.0)
   else:
     ax.set_xscale('log')
-  ax.set_xlabel(f'decay rate ({args.kind})')
+  ax_loss.set_xlabel(f'decay rate ({args.kind}); chosen by validation {args.criterion}')
   ax.set_ylabel('accuracy')
+  ax_loss.set_ylabel('cross-entropy')
+  ax_loss.grid(True, which='major', alpha=0.3)
+  ax_loss.legend(loc='upper left', fontsize=9, frameon=False)
   source = os.path.basename(report['data']['source']).rsplit('.', 1)[-1]
   if args.data:
     source = os.path.basename(args.data)
