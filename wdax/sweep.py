@@ -539,7 +539,8 @@ def _hashable(*args: Any) -> bool:
 
 @dataclasses.dataclass
 class _Programs:
-  """A job's jitted programs, and ahead-of-time compilations of ``run``."""
+  """A job's jitted programs, and their ahead-of-time compilations (futures,
+  keyed by program name and argument shapes)."""
 
   init: Any
   run: Any
