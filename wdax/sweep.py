@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import gc
 import math
-import threading
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -495,38 +494,22 @@ def _tester(model: nn.Module):
   return jax.jit(metrics)
 
 
-class _CollectorPause:
-  """A context that pauses Python's cyclic garbage collector while programs
-  are traced, from any number of threads at once.
+@contextlib.contextmanager
+def _collector_paused():
+  """Pauses Python's cyclic garbage collector while programs are traced.
 
   Tracing allocates many short-lived objects, and the full collections they
   trigger walk every object JAX, Flax and optax hold: about a third of the
-  tracing time. The collector runs again, as it was, when the last tracing
-  ends.
+  tracing time. The collector runs again, as it was, afterwards. All tracing
+  happens in the calling thread; the pool threads only compile.
   """
-
-  def __init__(self):
-    self._lock = threading.Lock()
-    self._depth = 0
-    self._was_enabled = False
-
-  @contextlib.contextmanager
-  def __call__(self):
-    with self._lock:
-      if self._depth == 0:
-        self._was_enabled = gc.isenabled()
-        gc.disable()
-      self._depth += 1
-    try:
-      yield
-    finally:
-      with self._lock:
-        self._depth -= 1
-        if self._depth == 0 and self._was_enabled:
-          gc.enable()
-
-
-_collector_paused = _CollectorPause()
+  enabled = gc.isenabled()
+  gc.disable()
+  try:
+    yield
+  finally:
+    if enabled:
+      gc.enable()
 
 
 def _hashable(*args: Any) -> bool:
@@ -792,8 +775,8 @@ def _train(
   distinct, which = np.unique(seed, return_inverse=True)
   # Pad with copies of the last configuration so every chunk has one shape.
   pad = size * chunks - total
-  rate, seed, split, which = (
-      np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (rate, seed, split, which)
+  rate, split, which = (
+      np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (rate, split, which)
   )
   replicated = NamedSharding(mesh, PartitionSpec())
   # Sent to the devices once, not with every call.
