@@ -291,10 +291,11 @@ def test_toward_init_captures_the_first_params(strict_dtypes):
   init = {'a': jnp.array([1.0, 2.0]), 'b': jnp.array([3.0])}
   tx = wdax.toward('init', 0.5, mask=masks.include('a'))
   state = tx.init(init)
-  # Only the decayed leaf is stored; the other is a MaskedNode.
-  assert isinstance(state.reference[1], optax.MaskedNode)
-  np.testing.assert_array_equal(state.reference[0], [1.0, 2.0])
-  assert jax.tree.leaves(state) == [state.count, state.reference[0]]
+  # A tree shaped like the params: the decayed leaf is stored, the other is a
+  # MaskedNode.
+  assert isinstance(state.reference['b'], optax.MaskedNode)
+  np.testing.assert_array_equal(state.reference['a'], [1.0, 2.0])
+  assert jax.tree.leaves(state) == [state.count, state.reference['a']]
   moved = {'a': jnp.array([3.0, 0.0]), 'b': jnp.array([7.0])}
   zero = jax.tree.map(jnp.zeros_like, moved)
   updates, _ = tx.update(zero, state, moved)
@@ -305,9 +306,9 @@ def test_toward_init_captures_the_first_params(strict_dtypes):
 def test_toward_init_copies_the_params():
   params = {'w': jnp.array([1.0, 2.0])}
   state = wdax.toward('init', 0.5).init(params)
-  assert state.reference[0] is not params['w']
+  assert state.reference['w'] is not params['w']
   assert (
-      state.reference[0].unsafe_buffer_pointer()
+      state.reference['w'].unsafe_buffer_pointer()
       != params['w'].unsafe_buffer_pointer()
   )
 
@@ -341,7 +342,8 @@ def test_toward_rate_zero_is_identity_and_stores_nothing(strict_dtypes):
   params = _params()
   tx = wdax.toward('init', 0.0)
   state = tx.init(params)
-  assert all(isinstance(r, optax.MaskedNode) for r in state.reference)
+  assert jax.tree.leaves(state.reference) == []
+  assert isinstance(state.reference['Dense_0']['kernel'], optax.MaskedNode)
   moved = jax.tree.map(lambda p: p + 1 if p.dtype != jnp.int32 else p, params)
   u = _updates(params)
   got, _ = tx.update(u, state, moved)
@@ -352,8 +354,8 @@ def test_toward_eval_shape_and_jit(strict_dtypes):
   params = _params()
   tx = wdax.toward('init', wdax.rates({'kernel': 0.5}, default=0.0))
   shapes = jax.eval_shape(tx.init, params)
-  assert isinstance(shapes.reference[0], optax.MaskedNode)  # Dense_0/bias
-  assert shapes.reference[1].shape == (4, 3)  # Dense_0/kernel
+  assert isinstance(shapes.reference['Dense_0']['bias'], optax.MaskedNode)
+  assert shapes.reference['Dense_0']['kernel'].shape == (4, 3)
   state = tx.init(params)
   chex.assert_trees_all_equal_shapes_and_dtypes(shapes, state)
   step = jax.jit(tx.update)
@@ -385,11 +387,9 @@ def test_toward_with_nnx_optimizer():
       ) if isinstance(r, TowardState)
   ]
   (state,) = refs
-  stored = [r for r in state.reference if not isinstance(r, optax.MaskedNode)]
-  (kernel_ref,) = stored
-  np.testing.assert_array_equal(
-      jnp.asarray(kernel_ref), start['kernel'][...]
-  )
+  (kernel_ref,) = jax.tree.leaves(state.reference)
+  assert wdax.leaf_paths(state.reference) == ['kernel']
+  np.testing.assert_array_equal(jnp.asarray(kernel_ref), start['kernel'][...])
 
 
 def test_toward_errors(strict_dtypes):
@@ -407,7 +407,8 @@ def test_toward_errors(strict_dtypes):
   with pytest.raises(ValueError, match=r"'b/c' has shape \(2,\)"):
     wdax.toward({'a': jnp.ones(2), 'b': {'c': jnp.ones(2)}}, 0.1).init(params)
   tx = wdax.toward('init', 0.1)
-  with pytest.raises(ValueError, match='reference leaves'):
+  # A state initialised with other params: the first differing path is named.
+  with pytest.raises(ValueError, match=r"reference path 'b/c' where params have None"):
     tx.update({'a': jnp.ones(2)}, tx.init(params), {'a': jnp.ones(2)})
 
 
@@ -546,5 +547,5 @@ def test_bfloat16_reference_values_are_bfloat16():
   # the params' dtype.
   params = {'w': jnp.ones(3, jnp.bfloat16)}
   state = wdax.toward('init', 0.1).init(params)
-  assert state.reference[0].dtype == jnp.bfloat16
-  assert np.asarray(state.reference[0]).dtype == ml_dtypes.bfloat16
+  assert state.reference['w'].dtype == jnp.bfloat16
+  assert np.asarray(state.reference['w']).dtype == ml_dtypes.bfloat16
