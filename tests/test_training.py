@@ -341,7 +341,7 @@ def test_every_mask_form_works_on_nnx_optimizer_state(form, flavour):
       mask = masks.as_mask(mask)
     tx = optax.adamw(1e-2, weight_decay=0.3, mask=mask)
   elif flavour == 'wdax.adamw':
-    tx = wdax.adamw(1e-2, 0.3, mask=mask)
+    tx = wdax.adamw(1e-2, weight_decay=0.3, mask=mask)
   else:
     tx = _decay_tx(mask)
   model = _nnx_model(_NnxMLP)
