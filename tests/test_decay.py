@@ -367,28 +367,6 @@ def test_bad_rate_inside_tree_or_rates_names_it():
     wdax.rates({'bias': math.nan})
 
 
-def test_rates_pattern_matching_nothing_raises_at_init():
-  params = _params()
-  tx = wdax.decoupled(wdax.rates({'kernal': 0.1}))
-  with pytest.raises(ValueError, match="'kernal' matches no parameter") as err:
-    tx.update(params, tx.init(params), params)
-  assert 'Dense_0/kernel' in str(err.value)
-
-
-def test_shadowed_rates_pattern_raises():
-  params = _params()
-  tx = wdax.l2(wdax.rates({'Dense_0': 0.1, 'Dense_0/kernel': 0.2}))
-  with pytest.raises(ValueError, match='no effect'):
-    tx.update(params, tx.init(params), params)
-
-
-def test_mask_structure_mismatch_raises():
-  params = _params()
-  tx = wdax.decoupled(0.1, mask={'Dense_0': True})
-  with pytest.raises(ValueError, match="no entry for parameter path 'LayerNorm_0/scale'"):
-    tx.update(params, tx.init(params), params)
-
-
 @pytest.mark.parametrize('factory', [wdax.l2, wdax.decoupled])
 def test_update_without_params_raises(factory):
   params = _params()
