@@ -44,16 +44,19 @@ _RUNS = [
 ]
 
 
+@pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('run', _RUNS)
 def test_sharded_training_matches_one_device(run):
   assert _multidevice()[run]['max_param_diff'] <= 1e-5
 
 
+@pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('run', _RUNS)
 def test_every_output_sharding_equals_its_input_sharding(run):
   assert _multidevice()[run]['mismatched_shardings'] == []
 
 
+@pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('run', _RUNS)
 def test_sharded_step_traces_once_and_donates(run):
   result = _multidevice()[run]
@@ -61,6 +64,7 @@ def test_sharded_step_traces_once_and_donates(run):
   assert result['donated']
 
 
+@pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('axes', ['auto', 'explicit'])
 @pytest.mark.parametrize('kind', ['linen', 'nnx'])
 def test_fsdp_checkpoint_restores_values_and_shardings(kind, axes):
@@ -72,6 +76,7 @@ def _twin(path, params):
   return next((p for p in params if path.endswith('/' + p) or path == p), None)
 
 
+@pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('axes', ['auto', 'explicit'])
 @pytest.mark.parametrize('kind', ['linen', 'nnx'])
 def test_fsdp_shards_params_and_their_optimiser_twins_alike(kind, axes):
@@ -89,6 +94,7 @@ def test_fsdp_shards_params_and_their_optimiser_twins_alike(kind, axes):
       assert spec == 'P()', (path, spec)  # step counts
 
 
+@pytest.mark.slow  # an 8-device subprocess
 def test_init_sharded_mirrors_the_param_shardings_under_jit():
   layout = _multidevice()['init']
   params, opt_state = layout['params'], layout['opt_state']
