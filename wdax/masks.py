@@ -109,6 +109,27 @@ class _Tree:
     )
     return [_static_bool(v, p, 'mask entry') for v, p in zip(values, view.paths)]
 
+  def as_prefix(self, params: Any, chosen: list[bool]) -> Any:
+    """The selection as a prefix of ``params`` shaped like this tree, if it can be.
+
+    ``optax.masked`` given this tree masks a whole subtree with one
+    ``optax.MaskedNode``; returning the same prefix keeps its state's tree
+    structure. An entry is spelt out leaf by leaf where the selection under it
+    is mixed (an integer leaf under a ``True``); ``None`` where the tree is not
+    a prefix of the params' own containers (a dict against an ``nnx.State``).
+    """
+    try:
+      subtrees = self.treedef.flatten_up_to(params)
+    except (ValueError, TypeError):
+      return None
+    out, i = [], 0
+    for value, subtree in zip(self.values, subtrees):
+      leaves, subdef = jax.tree_util.tree_flatten(subtree)
+      mine = chosen[i : i + len(leaves)]
+      i += len(leaves)
+      out.append(value if all(c == value for c in mine) else subdef.unflatten(mine))
+    return self.treedef.unflatten(out) if i == len(chosen) else None
+
 
 class Mask:
   """A composable selection of parameters by path.
@@ -155,8 +176,13 @@ class Mask:
     return args[0].select(view)  # 'tree'
 
   def __call__(self, params: optax.Params) -> Any:
+    chosen = self.select(params)
+    if self._op == 'tree':
+      prefix = self._args[0].as_prefix(params, chosen)
+      if prefix is not None:
+        return prefix
     treedef = jax.tree_util.tree_structure(params)
-    return jax.tree_util.tree_unflatten(treedef, self.select(params))
+    return jax.tree_util.tree_unflatten(treedef, chosen)
 
   def __and__(self, other: MaskLike) -> Mask:
     other = as_mask(other)
