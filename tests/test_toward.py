@@ -127,20 +127,13 @@ def test_toward_rate_zero_is_identity_and_stores_nothing(strict_dtypes):
   chex.assert_trees_all_equal(got, u)
 
 
-def test_toward_eval_shape_and_jit(strict_dtypes):
+def test_toward_eval_shape(strict_dtypes):
   params = _params()
   tx = wdax.toward('init', wdax.rates({'kernel': 0.5}, default=0.0))
   shapes = jax.eval_shape(tx.init, params)
   assert isinstance(shapes.reference['Dense_0']['bias'], optax.MaskedNode)
   assert shapes.reference['Dense_0']['kernel'].shape == (4, 3)
-  state = tx.init(params)
-  chex.assert_trees_all_equal_shapes_and_dtypes(shapes, state)
-  step = jax.jit(tx.update)
-  for i in range(3):
-    u = _updates(params, i)
-    got, state = step(u, state, params)
-    want, _ = tx.update(u, state, params)
-    chex.assert_trees_all_close(got, want, rtol=1e-6)
+  chex.assert_trees_all_equal_shapes_and_dtypes(shapes, tx.init(params))
 
 
 def test_toward_with_nnx_optimizer():

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -313,38 +314,41 @@ def test_rule_dtype_and_mask(name, dtype, mask_name, strict_dtypes):
   assert not np.allclose(want, uk)  # the rule did something
 
 
-@pytest.mark.parametrize('name', ['l1', 'cautious', 'toward'])
-def test_rule_schedule_no_retrace(name, strict_dtypes):
-  chex.clear_trace_counter()
-  params = _params()
-  rate = optax.linear_schedule(0.4, 0.0, 4)
-  kw = {'lr': optax.constant_schedule(0.5)}
-  if name == 'toward':
-    kw['reference'] = 'init'
-  tx = _make(name, rate, **kw)
-  state = tx.init(params)
+class RuleSchedules(chex.TestCase):
+  """Scheduled rates, with jit (traced once) and without, step by step."""
 
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def step(u, state, params):
-    return tx.update(u, state, params)
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters('l1', 'cautious', 'toward')
+  def test_schedule_step_by_step(self, name):
+    chex.clear_trace_counter()
+    params = _params()
+    moved = jax.tree.map(lambda p: p if p.dtype == jnp.int32 else 1.5 * p, params)
+    rate = optax.linear_schedule(0.4, 0.0, 4)
+    kw = {'lr': optax.constant_schedule(0.5)}
+    if name == 'toward':
+      kw['reference'] = 'init'
+    tx = _make(name, rate, **kw)
+    state = tx.init(params)
+    ref_rule = {
+        'l1': _ref_l1,
+        'cautious': _ref_cautious,
+        'toward': _ref_toward(_f64(params['Dense_0']['kernel'])),
+    }[name]
 
-  eager_state = state
-  for i in range(4):
-    u = _updates(params, i)
-    got, state = step(u, state, params)
-    want, eager_state = tx.update(u, eager_state, params)
-    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
-    assert int(state.count) == i + 1
-  # At the last step the rate is 0.4 * (1 - 3/4) = 0.1, so c = 0.05.
-  ref_rule = {
-      'l1': _ref_l1,
-      'cautious': _ref_cautious,
-      'toward': _ref_toward(_f64(params['Dense_0']['kernel'])),
-  }[name]
-  p = _f64(params['Dense_0']['kernel'])
-  want = ref_rule(_f64(u['Dense_0']['kernel']), p, 0.05)
-  np.testing.assert_allclose(got['Dense_0']['kernel'], want, rtol=1e-5, atol=1e-7)
+    @self.variant
+    @chex.assert_max_traces(n=1)
+    def update(u, state, params):
+      return tx.update(u, state, params)
+
+    with jax.numpy_dtype_promotion('strict'):
+      for t in range(4):
+        u = _updates(moved, t)
+        got, state = update(u, state, moved)
+        assert int(state.count) == t + 1
+        c = 0.5 * 0.4 * (1 - t / 4)  # lr_t * rate_t, read at step t
+        p = _f64(moved['Dense_0']['kernel'])
+        want = ref_rule(_f64(u['Dense_0']['kernel']), p, c)
+        np.testing.assert_allclose(got['Dense_0']['kernel'], want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('name', ['l1', 'cautious'])
