@@ -12,6 +12,16 @@ The other decays here also go after the optimiser and take the same ``rate``,
 zeros), :func:`toward` pulls them toward reference weights instead of zero, and
 :func:`cautious` decays only coordinates the optimiser is already moving toward
 zero.
+
+All of them behave alike around the rule itself. ``init`` resolves the mask
+and rates against the params, so a pattern that names no parameter or a tree
+that does not fit is a ``ValueError`` there (see :mod:`wdax.masks` for the
+typo guard when optax shows a transform only part of the tree). ``update``
+passes ``None`` updates, whole or per leaf, through unchanged, as
+``optax.add_decayed_weights`` does, and checks with chex, while tracing, that
+each update fits its parameter: the same structure (else the first differing
+path is named), shape, and kind of dtype (a floating parameter needs a
+floating update, possibly wider, as optax's Adam with ``mu_dtype`` gives).
 """
 
 from __future__ import annotations
