@@ -381,6 +381,4 @@ def test_rule_errors(name, strict_dtypes):
   with pytest.raises(ValueError, match='needs params'):
     factory(0.1).update({'w': jnp.ones(1)}, optax.EmptyState())
   with pytest.raises(ValueError, match='matches no parameter'):
-    factory(0.1, mask=masks.include('nothing')).update(
-        {'w': jnp.ones(1)}, optax.EmptyState(), {'w': jnp.ones(1)}
-    )
+    factory(0.1, mask=masks.include('nothing')).init({'w': jnp.ones(1)})

@@ -54,7 +54,9 @@ def norms(params: Any, mask: _masks.MaskLike = None) -> dict[str, jax.Array]:
   }
 
 
-def equilibrium_norm(lr: Any, rate: Any, size: Any) -> jax.Array:
+def equilibrium_norm(
+    lr: float | jax.Array, rate: float | jax.Array, size: int | jax.Array
+) -> jax.Array:
   r"""Predicted steady-state norm of a scale-invariant weight under AdamW.
 
   .. math::

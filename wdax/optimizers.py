@@ -72,7 +72,9 @@ def _decoupled_after(
   return _leafwise.transform(fn, rate, lr, mask, _leafwise.subtract)
 
 
-def _check_common(fn: str, learning_rate: Any, weight_decay: Any) -> None:
+def _check_common(
+    fn: str, learning_rate: optax.ScalarOrSchedule, weight_decay: _rates.RateLike
+) -> None:
   _checks.rate(learning_rate, f'{fn}: learning_rate')
   _rates.check(weight_decay, f'{fn}: weight_decay')
 

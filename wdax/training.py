@@ -99,7 +99,7 @@ def _add3(x, y):
   return x[0] + y[0], x[1] + y[1], x[2] + y[2]
 
 
-def _norms(grads: Any, updates: Any, params: Any, mask: Any) -> Metrics:
+def _norms(grads: Any, updates: Any, params: Any, mask: _masks.MaskLike) -> Metrics:
   """The norms of :func:`wdax.diagnostics.norms`, in one pass per leaf.
 
   One variadic reduction per leaf sums the squares of its gradient, update
@@ -144,7 +144,7 @@ def _metrics(
     grads: Any,
     updates: Any,
     params: Any,
-    mask: Any,
+    mask: _masks.MaskLike,
     full: bool,
 ) -> Metrics:
   out: Metrics = {'loss': loss.astype(jnp.float32)}
@@ -210,7 +210,7 @@ def _auto_inside(body: Callable[..., Any], shardings: Any) -> Callable[..., Any]
 def train_step(
     loss_fn: Callable[..., Any],
     *,
-    mask: Any = None,
+    mask: _masks.MaskLike = None,
     metrics: bool = True,
     shardings: Any = None,
     donate: bool = True,
@@ -337,7 +337,7 @@ def nnx_train_step(
     graphdef: nnx.GraphDef,
     loss_fn: Callable[..., Any],
     *,
-    mask: Any = None,
+    mask: _masks.MaskLike = None,
     metrics: bool = True,
     shardings: Any = None,
     donate: bool = True,
