@@ -16,6 +16,9 @@ import pytest
 
 import wdax
 
+# optax's own cases, re-expressed: the full suite runs them, the fast loop not.
+pytestmark = pytest.mark.slow
+
 
 class _Loss(flax.linen.Module):
 
@@ -159,7 +162,6 @@ def test_multi_steps_skip_not_finite():
   np.testing.assert_array_equal(params['a'], -1.5)
 
 
-@pytest.mark.slow  # 18 dtype pairs, stepped eagerly as in optax
 @pytest.mark.parametrize('mu_dtype', [None, jnp.float32], ids=['adamw', 'adamw_mu_f32'])
 def test_multi_steps_mixed_precision(mu_dtype):
   """_accumulation_test.py::test_multi_steps_mixed_precision, 2 cases, wdax.adamw."""

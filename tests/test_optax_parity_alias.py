@@ -43,6 +43,9 @@ import pytest
 
 import wdax
 
+# optax's own cases, re-expressed: the full suite runs them, the fast loop not.
+pytestmark = pytest.mark.slow
+
 # optax's _OPTIMIZERS_UNDER_TEST entries for adamw and nadamw.
 OPTIMIZERS = {
     'adamw': functools.partial(wdax.adamw, learning_rate=1e-1),
@@ -76,7 +79,6 @@ def _setup_rosenbrock(dtype):
   return initial_params, final_params, objective
 
 
-@pytest.mark.slow  # 10,000 steps each, as in optax
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.complex64])
 @pytest.mark.parametrize('target', [_setup_parabola, _setup_rosenbrock])
 @pytest.mark.parametrize('name', NAMES)

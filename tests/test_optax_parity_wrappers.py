@@ -24,6 +24,9 @@ import pytest
 import wdax
 from wdax import masks
 
+# optax's own cases, re-expressed: the full suite runs them, the fast loop not.
+pytestmark = pytest.mark.slow
+
 # optax/transforms/_adding_test.py
 
 

@@ -118,6 +118,7 @@ def test_matches_torch(case):
   assert_matches(case, got, _tol(case))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', CASES)
 def test_matches_torch_float64(case):
   # In float64 all that is left is rounding near 1e-16, so a difference in the
@@ -195,6 +196,7 @@ WRONG: dict[str, tuple[str, Callable[[Hyper], optax.GradientTransformation]]] = 
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mistake', sorted(WRONG))
 def test_wrong_chain_is_caught(mistake):
   case, make = WRONG[mistake]

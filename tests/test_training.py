@@ -335,12 +335,20 @@ def _nnx_mask_forms():
   }
 
 
-@pytest.mark.parametrize(
-    'flavour, form',
-    [('wdax.decoupled', form) for form in sorted(_nnx_mask_forms())]
-    + [('optax.adamw', form) for form in ('bool_tree', 'callable', 'flax_default')]
-    + [('wdax.adamw', 'flax_default')],
-)
+def _flavour_forms():
+  # One in the fast loop; every form in the full suite.
+  fast = {('wdax.adamw', 'flax_default')}
+  pairs = (
+      [('wdax.decoupled', form) for form in sorted(_nnx_mask_forms())]
+      + [('optax.adamw', form) for form in ('bool_tree', 'callable', 'flax_default')]
+      + [('wdax.adamw', 'flax_default')]
+  )
+  return [
+      pytest.param(*p, marks=() if p in fast else pytest.mark.slow) for p in pairs
+  ]
+
+
+@pytest.mark.parametrize('flavour, form', _flavour_forms())
 def test_every_mask_form_works_on_nnx_optimizer_state(form, flavour):
   mask = _nnx_mask_forms()[form]
   if flavour == 'optax.adamw':
