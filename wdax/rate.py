@@ -122,7 +122,13 @@ def rates(
 
 
 def is_rate_leaf(x: Any) -> bool:
-  """Whether ``x`` is one rate rather than a tree of them."""
+  """Whether ``x`` is one rate rather than a tree of them.
+
+  Examples:
+    >>> from wdax import rate
+    >>> rate.is_rate_leaf(0.1), rate.is_rate_leaf({'a': 0.1})
+    (True, False)
+  """
   return callable(x) or isinstance(
       x, (Rates, int, float, np.number, np.ndarray, jax.Array, jax.core.Tracer)
   )

@@ -143,6 +143,13 @@ def multiplied(
   What :func:`follow` and :func:`corrected` return, and what the optimisers'
   ``'schedule'`` and ``'corrected'`` couplings use; ``fn`` names the caller in
   errors.
+
+  Examples:
+    >>> import optax
+    >>> from wdax import schedules
+    >>> r = schedules.multiplied('mine', optax.linear_schedule(2.0, 0.0, 10), 0.1, None)
+    >>> print(f'{r(0):.3f} {r(5):.3f}')  # the multiplier is lr_t / 2.0
+    0.100 0.050
   """
   lr = _checks.rate(lr_schedule, f'{fn}: lr_schedule')
   rate = _rates.check(rate, f'{fn}: rate')
