@@ -160,7 +160,7 @@ def _loop_functions(hidden: int, lr: float):
 
   @jax.jit
   def train_step(params, opt_state, xb, yb, rate):
-    tx = wdax.adamw(lr, rate, mask=mask)
+    tx = wdax.adamw(lr, weight_decay=rate, mask=mask)
     grads = jax.grad(loss_fn)(params, xb, yb)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
@@ -216,7 +216,7 @@ def run_loop(args, data, rates):
   def train(x, y, rate, seed):
     rng = np.random.default_rng(seed)
     params = model.init(jax.random.key(seed), x[:1])['params']
-    opt_state = wdax.adamw(args.lr, float(rate), mask=MASK).init(params)
+    opt_state = wdax.adamw(args.lr, weight_decay=float(rate), mask=MASK).init(params)
     rate = jnp.float32(rate)
     for _ in range(args.epochs):
       order = rng.permutation(len(y))
@@ -249,7 +249,7 @@ def run_naive_loop(args, data, rates):
     state = train_state.TrainState.create(
         apply_fn=model.apply,
         params=model.init(jax.random.key(seed), x[:1])['params'],
-        tx=wdax.adamw(args.lr, float(rate), mask=mask),
+        tx=wdax.adamw(args.lr, weight_decay=float(rate), mask=mask),
     )
     for _ in range(args.epochs):
       order = rng.permutation(len(y))

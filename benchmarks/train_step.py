@@ -61,7 +61,7 @@ def setup(args):
   }
   params = jax.jit(model.init)(jax.random.key(0), batch['x'])['params']
   mask = wdax.masks.flax_default()
-  tx = wdax.adamw(1e-3, 1e-2, mask=mask)
+  tx = wdax.adamw(1e-3, weight_decay=1e-2, mask=mask)
 
   def loss_fn(params, batch):
     logits = model.apply({'params': params}, batch['x'])

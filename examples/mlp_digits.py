@@ -58,7 +58,7 @@ def train(weight_decay: float, args: argparse.Namespace):
   params = jax.jit(model.init)(jax.random.key(args.seed), x[:1])['params']
   mask = wdax.masks.flax_default()
   lr = optax.cosine_decay_schedule(args.lr, args.steps)
-  tx = wdax.adamw(lr, weight_decay, mask=mask)
+  tx = wdax.adamw(lr, weight_decay=weight_decay, mask=mask)
   state = training.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
   def loss_fn(params, batch):

@@ -127,7 +127,7 @@ def main() -> None:
 
   warmup = max(1, args.steps // 10)
   lr = optax.warmup_cosine_decay_schedule(0.0, args.lr, warmup, args.steps)
-  tx = wdax.adamw(lr, args.weight_decay, mask=mask)
+  tx = wdax.adamw(lr, weight_decay=args.weight_decay, mask=mask)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
   step = training.nnx_train_step(graphdef, loss_fn, mask=mask)

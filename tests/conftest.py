@@ -16,3 +16,15 @@ jax.config.update('jax_numpy_rank_promotion', 'raise')
 def strict_dtypes():
   with jax.numpy_dtype_promotion('strict'):
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+  """The eager half of each ``chex.variants`` pair runs in the full suite only.
+
+  Its jitted twin, checked against the same expected values, stays in the
+  fast loop (``pytest -m 'not slow'``).
+  """
+  del config
+  for item in items:
+    if item.name.endswith('__without_jit'):
+      item.add_marker(pytest.mark.slow)

@@ -1,5 +1,6 @@
 """Tests for wdax.checkpoint: a resumed run equals an uninterrupted one."""
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -80,7 +81,9 @@ def _assert_bitwise_equal(a, b):
 def test_linen_run_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path):
   # One tx object: it is static in the TrainState, part of the jit cache key.
   tx = _tx()
-  step = training.train_step(_linen_loss, mask=_MASK)
+  chex.clear_trace_counter()
+  # Traced once for the whole test: the restored state reuses the program.
+  step = training.train_step(chex.assert_max_traces(_linen_loss, n=1), mask=_MASK)
   straight = _linen_state(tx)
   for batch in _BATCHES:
     straight, _ = step(straight, batch)
@@ -96,7 +99,6 @@ def test_linen_run_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path):
     resumed, _ = step(resumed, batch)
 
   _assert_bitwise_equal(straight, resumed)
-  assert step.jitted._cache_size() == 1
 
 
 class _Dropout(nnx.Module):
@@ -122,7 +124,10 @@ def test_nnx_run_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path):
   # Dropout draws from the model's RNG stream: its key and counter must come
   # back too, or the resumed run drops other units.
   graphdef, straight = _nnx_state()
-  step = training.nnx_train_step(graphdef, _nnx_loss, mask=_MASK)
+  chex.clear_trace_counter()
+  step = training.nnx_train_step(
+      graphdef, chex.assert_max_traces(_nnx_loss, n=1), mask=_MASK
+  )
   for batch in _BATCHES:
     straight, _ = step(straight, batch)
 
@@ -137,7 +142,6 @@ def test_nnx_run_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path):
   _assert_bitwise_equal(straight, resumed)
   _, optimizer = nnx.merge(graphdef, resumed)
   assert int(optimizer.step[...]) == 10
-  assert step.jitted._cache_size() == 1
 
 
 def test_restoring_into_another_optimiser_names_what_differs(tmp_path):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -60,10 +61,12 @@ def _mask_forms():
   }
 
 
-def _run(tx, params, steps, grads_fn=_grads):
+def _run(tx, params, steps, update=None):
+  """``steps`` updates of ``tx``; ``update`` replaces ``tx.update`` (a variant)."""
+  update = update or tx.update
   state = tx.init(params)
   for i in range(steps):
-    updates, state = tx.update(grads_fn(params, i), state, params)
+    updates, state = update(_grads(params, jnp.float32(i)), state, params)
     params = optax.apply_updates(params, updates)
   return params
 
@@ -132,28 +135,25 @@ def test_rate_tree(strict_dtypes):
 # Agreement with optax.
 
 
-@pytest.mark.parametrize('mask_name', list(_mask_forms()))
-def test_matches_optax_adamw_with_schedule_and_mask(mask_name):
-  mask = _mask_forms()[mask_name]
-  optax_mask = masks.as_mask(mask)  # optax needs the int leaf excluded too
-  sched = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 25, end_value=1e-4)
-  params = _params()
-  ours = _run(
-      optax.chain(optax.adam(sched), wdax.decoupled(0.3, lr=sched, mask=mask)),
-      params,
-      25,
-  )
-  ref_tx = optax.adamw(sched, weight_decay=0.3, mask=optax_mask)
-  state = ref_tx.init(params)
-  ref = params
-  for i in range(25):
-    updates, state = ref_tx.update(_grads(ref, i), state, ref)
-    ref = optax.apply_updates(ref, updates)
-  chex.assert_trees_all_close(ours, ref, rtol=2e-6, atol=1e-7)
-  # The decay acted: the kernel moved differently from Adam alone.
-  plain = _run(optax.adam(sched), params, 25)
-  assert not np.allclose(plain['Dense_0']['kernel'], ours['Dense_0']['kernel'])
-  np.testing.assert_array_equal(plain['Dense_0']['bias'], ours['Dense_0']['bias'])
+class MatchesOptax(chex.TestCase):
+  """The decoupled chain is optax.adamw, with jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*_mask_forms())
+  def test_adamw_with_schedule_and_mask(self, mask_name):
+    mask = _mask_forms()[mask_name]
+    optax_mask = masks.as_mask(mask)  # optax needs the int leaf excluded too
+    sched = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 25, end_value=1e-4)
+    params = _params()
+    ours_tx = optax.chain(optax.adam(sched), wdax.decoupled(0.3, lr=sched, mask=mask))
+    ref_tx = optax.adamw(sched, weight_decay=0.3, mask=optax_mask)
+    ours = _run(ours_tx, params, 25, self.variant(ours_tx.update))
+    ref = _run(ref_tx, params, 25, self.variant(ref_tx.update))
+    chex.assert_trees_all_close(ours, ref, rtol=2e-6, atol=1e-7)
+    # The decay acted: the kernel moved differently from Adam alone.
+    plain = _run(optax.adam(sched), params, 25)
+    assert not np.allclose(plain['Dense_0']['kernel'], ours['Dense_0']['kernel'])
+    np.testing.assert_array_equal(plain['Dense_0']['bias'], ours['Dense_0']['bias'])
 
 
 def test_matches_optax_add_decayed_weights_as_l2():
@@ -233,34 +233,50 @@ def test_zero_rate_and_all_false_mask_are_identity(p, u, which, form):
 # Compilation, vmap and inject_hyperparams.
 
 
-@pytest.mark.parametrize(
-    'make',
-    [
-        lambda s: wdax.l2(0.1, mask=masks.flax_default()),
-        lambda s: wdax.decoupled(s, lr=s, mask=masks.flax_default()),
-        lambda s: wdax.decoupled(wdax.rates({'kernel': s}, default=0.01)),
-    ],
-    ids=['l2', 'decoupled_sched', 'rates'],
-)
-def test_jit_matches_eager_without_retrace(make):
-  chex.clear_trace_counter()
-  sched = optax.linear_schedule(0.1, 0.01, 10)
-  tx = optax.chain(optax.adam(1e-2), make(sched))
-  params = _params(int_leaf=False)
-  state = tx.init(params)
+_SCHED = optax.linear_schedule(0.1, 0.01, 10)
+_KERNEL = {'Dense_0': {'kernel': True, 'bias': False}, 'LayerNorm_0': {'scale': False}}
+_NOT_KERNEL = jax.tree.map(lambda x: not x, _KERNEL)
 
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def step(params, state, i):
-    updates, state = tx.update(_grads(params, i), state, params)
-    return optax.apply_updates(params, updates), state
+# Each decay, and the same arithmetic written with optax's own decay.
+_DECAYS = {
+    'l2': (
+        lambda: wdax.l2(0.1, mask=masks.flax_default()),
+        lambda: optax.add_decayed_weights(0.1, mask=_KERNEL),
+    ),
+    'decoupled_sched': (
+        lambda: wdax.decoupled(_SCHED, lr=_SCHED, mask=masks.flax_default()),
+        lambda: optax.add_decayed_weights(lambda c: -(_SCHED(c) * _SCHED(c)), _KERNEL),
+    ),
+    'rates': (
+        lambda: wdax.decoupled(wdax.rates({'kernel': _SCHED}, default=0.01)),
+        lambda: optax.chain(
+            optax.add_decayed_weights(lambda c: -_SCHED(c), _KERNEL),
+            optax.add_decayed_weights(-0.01, _NOT_KERNEL),
+        ),
+    ),
+}
 
-  p_jit, s_jit, p_eager, s_eager = params, state, params, state
-  for i in range(5):
-    p_jit, s_jit = step(p_jit, s_jit, jnp.float32(i))
-    updates, s_eager = tx.update(_grads(p_eager, jnp.float32(i)), s_eager, p_eager)
-    p_eager = optax.apply_updates(p_eager, updates)
-  chex.assert_trees_all_close(p_jit, p_eager, rtol=1e-6, atol=1e-7)
+
+class JitAndEager(chex.TestCase):
+  """Each decay after Adam, jitted (traced once) and not: optax's arithmetic."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*_DECAYS)
+  def test_decay_after_adam(self, name):
+    chex.clear_trace_counter()
+    ours, theirs = _DECAYS[name]
+    tx = optax.chain(optax.adam(1e-2), ours())
+    ref = optax.chain(optax.adam(1e-2), theirs())
+    params = _params(int_leaf=False)
+
+    @self.variant
+    @chex.assert_max_traces(n=1)
+    def update(grads, state, params):
+      return tx.update(grads, state, params)
+
+    got = _run(tx, params, 5, update)
+    want = _run(ref, params, 5)
+    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 def test_vmap_over_rate_equals_loop():
@@ -365,28 +381,6 @@ def test_bad_rate_inside_tree_or_rates_names_it():
     wdax.l2({'a': 0.1, 'b': {'c': -1.0}})
   with pytest.raises(ValueError, match="pattern 'bias'"):
     wdax.rates({'bias': math.nan})
-
-
-def test_rates_pattern_matching_nothing_raises_at_init():
-  params = _params()
-  tx = wdax.decoupled(wdax.rates({'kernal': 0.1}))
-  with pytest.raises(ValueError, match="'kernal' matches no parameter") as err:
-    tx.update(params, tx.init(params), params)
-  assert 'Dense_0/kernel' in str(err.value)
-
-
-def test_shadowed_rates_pattern_raises():
-  params = _params()
-  tx = wdax.l2(wdax.rates({'Dense_0': 0.1, 'Dense_0/kernel': 0.2}))
-  with pytest.raises(ValueError, match='no effect'):
-    tx.update(params, tx.init(params), params)
-
-
-def test_mask_structure_mismatch_raises():
-  params = _params()
-  tx = wdax.decoupled(0.1, mask={'Dense_0': True})
-  with pytest.raises(ValueError, match="no entry for parameter path 'LayerNorm_0/scale'"):
-    tx.update(params, tx.init(params), params)
 
 
 @pytest.mark.parametrize('factory', [wdax.l2, wdax.decoupled])

@@ -37,7 +37,7 @@ def _simulate(size, lr, wd, steps, starts):
   orthogonal to w and scales as 1 / ||w||: a fresh Gaussian vector, projected
   onto the plane orthogonal to w and divided by ||w||, stands in for it.
   """
-  tx = wdax.adamw(lr, wd)
+  tx = wdax.adamw(lr, weight_decay=wd)
 
   def run(w0, key):
     def step(carry, k):
@@ -76,11 +76,11 @@ def test_equilibrium_norm_matches_simulated_adamw():
 
 
 def test_equilibrium_norm_errors():
-  with pytest.raises(ValueError, match='rate must be positive'):
+  with pytest.raises(ValueError, match='rate must be finite and positive; got 0.0'):
     diagnostics.equilibrium_norm(1e-3, 0.0, 10)
-  with pytest.raises(ValueError, match='lr must be positive'):
+  with pytest.raises(ValueError, match='lr must be finite and positive; got 0.0'):
     diagnostics.equilibrium_norm(0.0, 0.1, 10)
-  with pytest.raises(ValueError, match='non-negative'):
+  with pytest.raises(ValueError, match='rate must be finite and positive; got -0.1'):
     diagnostics.equilibrium_norm(1e-3, -0.1, 10)
   with pytest.raises(ValueError, match='finite'):
     diagnostics.equilibrium_norm(float('nan'), 0.1, 10)

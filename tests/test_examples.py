@@ -9,10 +9,11 @@ import sys
 import pytest
 
 _EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / 'examples'
-_NAMES = ['mlp_digits', 'transformer_nnx', 'finetune_l2sp']
+_NAMES = ['quickstart', 'mlp_digits', 'transformer_nnx', 'finetune_l2sp']
 
 
 _TINY = {
+    'quickstart': ['--epochs', '8', '--hidden', '32'],
     'mlp_digits': ['--steps', '150', '--hidden', '32'],
     'transformer_nnx': [
         '--steps', '60', '--no-progress', '--dim', '32', '--depth', '1',
@@ -57,6 +58,18 @@ def test_help(name, monkeypatch, capsys):
   assert '--seed' in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_quickstart_learns_with_and_without_decay():
+  out = _run('quickstart')
+  assert 'Dense_0/kernel' in out and 'decayed:' in out
+  rates = _number(r'decoupled decay ([\d.e-]+):', out)
+  accuracy = _number(r'held-out accuracy ([\d.]+)', out)
+  assert rates == [0.0, 0.1]
+  # Chance is 0.1; a model that did not train stays near it.
+  assert min(accuracy) > 0.85, out
+
+
+@pytest.mark.slow
 def test_mlp_digits_learns_with_and_without_decay():
   out = _run('mlp_digits')
   assert 'Dense_0/kernel' in out and 'decayed:' in out
@@ -71,6 +84,7 @@ def test_mlp_digits_learns_with_and_without_decay():
   assert kernel_norm[1] < kernel_norm[0], out
 
 
+@pytest.mark.slow
 def test_transformer_nnx_lowers_the_loss():
   out = _run('transformer_nnx')
   assert 'tokens/embedding' in out and 'Decaying everything' in out
@@ -83,6 +97,7 @@ def test_transformer_nnx_lowers_the_loss():
   assert held_out < uniform - 1.0, out
 
 
+@pytest.mark.slow
 def test_finetune_l2sp_reports_both_decays():
   out = _run('finetune_l2sp')
   assert _number(r'accuracy ([\d.]+)', out)[0] > 0.9, out

@@ -1,5 +1,10 @@
 """Tests for wdax.masks."""
 
+import dataclasses
+import functools
+from typing import Any
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +13,7 @@ import pytest
 from flax import linen as nn
 from flax import nnx
 
+import wdax
 from wdax import masks
 from wdax.paths import leaf_paths
 
@@ -201,3 +207,165 @@ def test_min_ndim_validates(bad):
 def test_empty_pattern_list_raises():
   with pytest.raises(ValueError, match='at least one pattern'):
     masks.include()
+
+
+# Value equality: equal masks are one compiled program.
+
+
+def test_equal_masks_compare_and_hash_equal():
+  same = [
+      (masks.include('kernel', 'bias'), masks.include('kernel', 'bias')),
+      (masks.flax_default(), masks.flax_default()),
+      (masks.min_ndim(2) & ~masks.include('bias'), masks.min_ndim(2) & ~masks.include('bias')),
+      (masks.as_mask({'a': True, 'b': False}), masks.as_mask({'a': True, 'b': False})),
+      (masks.as_mask(None), masks.as_mask(None)),
+  ]
+  for a, b in same:
+    assert a == b and hash(a) == hash(b), (a, b)
+  different = [
+      (masks.include('kernel'), masks.exclude('kernel')),
+      (masks.include('kernel'), masks.include('bias')),
+      (masks.flax_default(), masks.flax_default(embeddings=True)),
+      (masks.min_ndim(2) & masks.include('a'), masks.include('a') & masks.min_ndim(2)),
+      (masks.as_mask({'a': True, 'b': False}), masks.as_mask({'a': True, 'b': True})),
+      (masks.as_mask({'a': True}), masks.as_mask([True])),
+  ]
+  for a, b in different:
+    assert a != b, (a, b)
+  fn = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)  # noqa: E731
+  assert masks.as_mask(fn) == masks.as_mask(fn)
+  assert masks.as_mask(fn) != masks.as_mask(lambda p: fn(p))
+  assert len({masks.include('w'), masks.include('w'), masks.exclude('w')}) == 2
+
+
+def test_equal_masks_reuse_a_compiled_program():
+  chex.clear_trace_counter()
+  params = _params()
+
+  # Five calls with masks built anew each time, two of them distinct: two
+  # traces, as a command line or a sweep that rebuilds its masks needs.
+  @functools.partial(jax.jit, static_argnums=0)
+  @chex.assert_max_traces(n=2)
+  def decay(mask, params):
+    tx = wdax.decoupled(0.1, mask=mask)
+    return tx.update(params, tx.init(params), params)[0]
+
+  for _ in range(3):
+    decay(masks.flax_default() & ~masks.include('Embed_0'), params)
+  decay(masks.as_mask(jax.tree.map(lambda x: x.ndim == 2, params)), params)
+  decay(masks.as_mask(jax.tree.map(lambda x: x.ndim == 2, params)), params)
+
+
+# optax's rule for callable masks.
+
+
+@dataclasses.dataclass
+class _CallableModule:
+  """Equinox-style: a pytree that is also callable."""
+
+  w: Any
+
+  def __call__(self, x):
+    return self.w * x
+
+
+jax.tree_util.register_pytree_node(
+    _CallableModule, lambda m: ((m.w,), None), lambda _, c: _CallableModule(*c)
+)
+
+
+def test_a_callable_pytree_of_bools_is_a_mask_tree():
+  # optax decides by the leaves: bools, so a tree, though callable.
+  params = {'a': _CallableModule(jnp.ones(3)), 'b': _CallableModule(jnp.ones(2))}
+  mask = {'a': _CallableModule(True), 'b': _CallableModule(False)}
+  assert callable(mask['a'])
+  assert masks.resolve(mask, params) == [True, False]
+  module = _CallableModule(jnp.array([1.0, 2.0]))
+  tx = wdax.decoupled(0.5, mask=_CallableModule(True))
+  out, _ = tx.update(_CallableModule(jnp.zeros(2)), tx.init(module), module)
+  np.testing.assert_allclose(out.w, [-0.5, -1.0])
+  frozen = wdax.decoupled(0.5, mask=_CallableModule(False))
+  out, _ = frozen.update(_CallableModule(jnp.zeros(2)), frozen.init(module), module)
+  np.testing.assert_array_equal(out.w, [0.0, 0.0])
+
+
+# Masks shown part of the tree by optax.
+
+
+def _mlp_params():
+  return {
+      'Dense_0': {'kernel': jnp.ones((4, 3)), 'bias': jnp.ones(3)},
+      'LayerNorm_0': {'scale': jnp.ones(3), 'bias': jnp.ones(3)},
+      'Dense_1': {'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)},
+  }
+
+
+def test_muon_weight_decay_mask_sees_only_the_matrices():
+  params = _mlp_params()
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
+  tx = optax.contrib.muon(
+      1e-2, weight_decay=0.5, weight_decay_mask=masks.exclude('bias', 'scale')
+  )
+  ref = optax.contrib.muon(
+      1e-2, weight_decay=0.5,
+      weight_decay_mask=lambda p: jax.tree.map(lambda x: True, p),
+  )
+  got, _ = tx.update(grads, tx.init(params), params)
+  want, _ = ref.update(grads, ref.init(params), params)
+  chex.assert_trees_all_equal(got, want)
+  # A typo still fails, at init, naming the parameters there are.
+  typo = optax.contrib.muon(
+      1e-2, weight_decay=0.5, weight_decay_mask=masks.exclude('bais', 'scale')
+  )
+  with pytest.raises(ValueError, match="pattern 'bais' matches no parameter") as err:
+    typo.init(params)
+  assert 'Dense_0/bias' in str(err.value)
+
+
+def test_a_mask_inside_an_optax_partition_branch():
+  params = _mlp_params()
+  labels = {
+      'Dense_0': {'kernel': 'a', 'bias': 'a'},
+      'LayerNorm_0': {'scale': 'b', 'bias': 'b'},
+      'Dense_1': {'kernel': 'a', 'bias': 'a'},
+  }
+  # Branch 'b' sees only the LayerNorm: 'kernel' matches nothing shown there,
+  # but names parameters branch 'a' has; flax_default too.
+  for mask in (masks.include('kernel'), masks.flax_default()):
+    tx = optax.partition(
+        {
+            'a': optax.chain(optax.sgd(0.1), wdax.decoupled(0.5, mask=mask)),
+            'b': optax.chain(optax.sgd(0.1), wdax.decoupled(0.5, mask=mask)),
+        },
+        labels,
+    )
+    zero = jax.tree.map(jnp.zeros_like, params)
+    got, _ = tx.update(zero, tx.init(params), params)
+    np.testing.assert_allclose(got['Dense_0']['kernel'], -0.5 * np.ones((4, 3)))
+    np.testing.assert_allclose(got['Dense_1']['kernel'], -0.5 * np.ones((3, 2)))
+    for path in [('Dense_0', 'bias'), ('LayerNorm_0', 'scale'), ('LayerNorm_0', 'bias')]:
+      np.testing.assert_array_equal(got[path[0]][path[1]], 0.0)
+  typo = optax.partition(
+      {'a': optax.sgd(0.1), 'b': wdax.decoupled(0.5, mask=masks.include('kernal'))},
+      labels,
+  )
+  with pytest.raises(ValueError, match="'kernal' matches no parameter"):
+    typo.init(params)
+
+
+def test_the_typo_guard_fires_for_a_wdax_transforms_own_mask():
+  params = _mlp_params()
+  for mask in (masks.include('kernal'), masks.exclude('bais')):
+    with pytest.raises(ValueError, match='matches no parameter'):
+      wdax.decoupled(0.1, mask=mask).init(params)
+    with pytest.raises(ValueError, match='matches no parameter'):
+      optax.adamw(1e-3, mask=mask).init(params)
+
+
+def test_a_pattern_matching_only_hidden_parameters_selects_nothing():
+  shown = {'Dense_0': {'kernel': jnp.ones((4, 3)), 'bias': optax.MaskedNode()}}
+  assert masks.resolve(masks.include('bias'), shown) == [False]
+  assert masks.resolve(masks.exclude('bias'), shown) == [True]
+  assert wdax.rates({'bias': 0.1}, default=0.2).resolve(['Dense_0/kernel'], ['Dense_0/bias']) == [0.2]
+  with pytest.raises(ValueError, match="'bais' matches no parameter"):
+    masks.resolve(masks.include('bais'), shown)

@@ -63,6 +63,41 @@ def test_peak_works_inside_jit():
   np.testing.assert_allclose(f(jnp.float32(1.0)), 0.5, rtol=1e-6)
 
 
+def test_peak_is_read_once_per_schedule(strict_dtypes):
+  # Counting the schedule's calls: the first read evaluates it on the array
+  # of 2**20 steps; building optimisers again with the same schedule does not.
+  calls = []
+
+  def lr(count):
+    calls.append(jnp.shape(count))
+    return 1e-3 * jnp.minimum(1.0, (count + 1).astype(jnp.float32) / 10)
+
+  assert schedules.peak(lr) == pytest.approx(1e-3)
+  for _ in range(3):
+    wdax.adamw(lr, weight_decay=0.1, coupling='schedule')
+    wdax.sgdw(lr, weight_decay=0.1, coupling='corrected')
+    schedules.follow(lr, 0.1)
+    assert schedules.peak(lr) == pytest.approx(1e-3)
+  assert calls == [(schedules.PEAK_HORIZON,)]
+  # Another schedule object is read on its own.
+  other = lambda count: lr(count) * 2  # noqa: E731
+  assert schedules.peak(other) == pytest.approx(2e-3)
+  assert len(calls) == 2
+
+
+def test_a_failed_peak_is_not_remembered():
+  calls = []
+
+  def unreadable(count):
+    calls.append(count)
+    return 1.0 if count < 5 else 0.5
+
+  for _ in range(2):
+    with pytest.raises(ValueError, match='pass peak_lr'):
+      schedules.peak(unreadable)
+  assert len(calls) == 2
+
+
 def test_peak_errors():
   def python_branch(count):
     return 1.0 if count < 5 else 0.5  # a bool of a traced array: unreadable

@@ -11,10 +11,7 @@ torch is not needed to run these tests.
 
 from __future__ import annotations
 
-import functools
-import pathlib
 from collections.abc import Callable
-from typing import NamedTuple
 
 import chex
 import jax
@@ -22,24 +19,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from torch_replay import ADAM_TOL
+from torch_replay import F64_TOL
+from torch_replay import SGD_TOL
+from torch_replay import Hyper
+from torch_replay import assert_matches
+from torch_replay import exact_schedule
+from torch_replay import fixture
+from torch_replay import hyper
+from torch_replay import max_error
+from torch_replay import reference
+from torch_replay import replay
 
 import wdax
-
-FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'torch_reference.npz'
-
-# Tolerances of the float32 replay, per optimiser family. Replayed in float64
-# the same chains agree with torch to ~1e-15 (test_matches_torch_float64), so
-# what remains at float32 is rounding (eps ~1.2e-7) accumulated over the steps.
-# SGD leaves it there: max abs error seen 3.6e-7. Adam divides each step by
-# sqrt(v), which magnifies the rounding of entries whose gradient is small
-# relative to its history: max abs error seen 2.4e-6, the same as optax's own
-# float32 optax.adamw against this fixture (2.4e-6), so it is the problem's
-# noise floor, not wdax's. Each bound keeps a few-fold margin and is still
-# more than a thousand times below what a wrong chain gives
-# (test_wrong_chain_is_caught: 1.4e-2 or more).
-SGD_TOL = {'rtol': 1e-5, 'atol': 1e-6}
-ADAM_TOL = {'rtol': 1e-5, 'atol': 1e-5}
-F64_TOL = {'rtol': 1e-10, 'atol': 1e-12}
 
 CASES = (
     'sgd_wd',
@@ -55,53 +47,12 @@ def _tol(case: str) -> dict[str, float]:
   return SGD_TOL if case.startswith('sgd') else ADAM_TOL
 
 
-@functools.cache
-def _fixture() -> dict[str, np.ndarray]:
-  with np.load(FIXTURE, allow_pickle=False) as f:
-    return {k: f[k] for k in f.files}
-
-
-class _Hyper(NamedTuple):
-  lr: float
-  rate: float
-  momentum: float
-  b1: float
-  b2: float
-  eps: float
-  schedule: optax.Schedule | None
-
-
-def _hyper(case: str) -> _Hyper:
-  fx = _fixture()
-
-  def get(name: str) -> float:
-    return float(fx.get(f'{case}/{name}', 0.0))
-
-  schedule = None
-  if f'{case}/peak_lr' in fx:
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=get('peak_lr'),
-        warmup_steps=int(fx[f'{case}/warmup_steps']),
-        decay_steps=int(fx[f'{case}/decay_steps']),
-    )
-  return _Hyper(
-      lr=float(fx[f'{case}/lr'][0]),
-      rate=get('weight_decay'),
-      momentum=get('momentum'),
-      b1=get('b1'),
-      b2=get('b2'),
-      eps=get('eps'),
-      schedule=schedule,
-  )
-
-
-def _adam(h: _Hyper, lr: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+def _adam(h: Hyper, lr: optax.ScalarOrSchedule) -> optax.GradientTransformation:
   return optax.adam(lr, b1=h.b1, b2=h.b2, eps=h.eps)
 
 
 # The wdax chain each torch optimiser should equal.
-CHAINS: dict[str, Callable[[_Hyper], optax.GradientTransformation]] = {
+CHAINS: dict[str, Callable[[Hyper], optax.GradientTransformation]] = {
     'sgd_wd': lambda h: optax.chain(wdax.l2(h.rate), optax.sgd(h.lr)),
     'sgd_momentum_wd': lambda h: optax.chain(
         wdax.l2(h.rate), optax.sgd(h.lr, momentum=h.momentum)
@@ -120,51 +71,8 @@ CHAINS: dict[str, Callable[[_Hyper], optax.GradientTransformation]] = {
 }
 
 
-def _loss(params: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
-  z = x @ params['kernel'] + params['bias'][None, :]
-  return jnp.mean((jnp.tanh(z) - y) ** 2)
-
-
-def _replay(
-    tx: optax.GradientTransformation, dtype: jnp.dtype = jnp.float32
-) -> dict[str, np.ndarray]:
-  """Parameters after 0..steps steps of ``tx`` on the fixture's problem."""
-  fx = _fixture()
-  x = jnp.asarray(fx['X'], dtype)
-  y = jnp.asarray(fx['Y'], dtype)
-  params = {
-      'kernel': jnp.asarray(fx['kernel0'], dtype),
-      'bias': jnp.asarray(fx['bias0'], dtype),
-  }
-
-  def step(carry, _):
-    params, state = carry
-    grads = jax.grad(_loss)(params, x, y)
-    updates, state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-    return (params, state), params
-
-  _, trajectory = jax.lax.scan(
-      step, (params, tx.init(params)), length=int(fx['steps'])
-  )
-  return {
-      k: np.concatenate([np.asarray(params[k])[None], np.asarray(v)])
-      for k, v in trajectory.items()
-  }
-
-
-def _reference(case: str) -> dict[str, np.ndarray]:
-  fx = _fixture()
-  return {k: fx[f'{case}/{k}'] for k in ('kernel', 'bias')}
-
-
-def _max_error(case: str, tx: optax.GradientTransformation) -> float:
-  got, want = _replay(tx), _reference(case)
-  return max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
-
-
 def test_fixture_layout():
-  fx = _fixture()
+  fx = fixture()
   steps = int(fx['steps'])
   n, d = fx['X'].shape
   k = fx['Y'].shape[1]
@@ -179,7 +87,7 @@ def test_fixture_layout():
   assert steps >= 25
   assert str(fx['torch_version'])
   for case in CASES:
-    ref = _reference(case)
+    ref = reference(case)
     chex.assert_shape(ref['kernel'], (steps + 1, d, k))
     chex.assert_shape(ref['bias'], (steps + 1, k))
     chex.assert_shape(fx[f'{case}/lr'], (steps,))
@@ -190,59 +98,43 @@ def test_fixture_layout():
 
 @pytest.mark.parametrize('case', [c for c in CASES if c != 'adamw_sched_masked'])
 def test_constant_cases_have_constant_lr(case):
-  lrs = _fixture()[f'{case}/lr']
+  lrs = fixture()[f'{case}/lr']
   np.testing.assert_array_equal(lrs, np.full_like(lrs, lrs[0]))
 
 
 def test_optax_schedule_matches_torch_lambda_lr():
   # torch recorded the lr each optimizer.step() used; optax evaluates its
   # schedule at the step count 0, 1, ... of the same update.
-  h = _hyper('adamw_sched_masked')
-  torch_lrs = _fixture()['adamw_sched_masked/lr']
+  h = hyper('adamw_sched_masked')
+  torch_lrs = fixture()['adamw_sched_masked/lr']
   optax_lrs = np.asarray(h.schedule(jnp.arange(torch_lrs.shape[0])))
   np.testing.assert_allclose(optax_lrs, torch_lrs, rtol=1e-6, atol=1e-10)
 
 
-def _assert_trajectories_close(
-    case: str, got: dict[str, np.ndarray], tol: dict[str, float]
-) -> None:
-  want = _reference(case)
-  for name in want:
-    for t in range(want[name].shape[0]):
-      np.testing.assert_allclose(
-          got[name][t],
-          want[name][t],
-          **tol,
-          err_msg=f'{case}: {name} after {t} steps',
-      )
-
-
 @pytest.mark.parametrize('case', CASES)
 def test_matches_torch(case):
-  got = _replay(CHAINS[case](_hyper(case)))
+  got = replay(CHAINS[case](hyper(case)))
   assert got['kernel'].dtype == np.float32
-  _assert_trajectories_close(case, got, _tol(case))
+  assert_matches(case, got, _tol(case))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', CASES)
 def test_matches_torch_float64(case):
   # In float64 all that is left is rounding near 1e-16, so a difference in the
   # update rule far below float32's noise floor would still show.
   with jax.enable_x64(True):
-    h = _hyper(case)
+    h = hyper(case)
     if h.schedule is not None:
-      # optax's schedules compute in float32 even under x64; torch's recorded
-      # lr per step, indexed by the count the transforms keep, is exact.
-      torch_lrs = jnp.asarray(_fixture()[f'{case}/lr'], jnp.float64)
-      h = h._replace(schedule=lambda count: torch_lrs[count])
-    got = _replay(CHAINS[case](h), jnp.float64)
+      h = h._replace(schedule=exact_schedule(case))
+    got = replay(CHAINS[case](h), jnp.float64)
   assert got['kernel'].dtype == np.float64
-  _assert_trajectories_close(case, got, F64_TOL)
+  assert_matches(case, got, F64_TOL)
 
 
 def test_coupled_and_decoupled_adam_trajectories_differ():
   # Without this the comparisons could not tell Adam + L2 from AdamW.
-  fx = _fixture()
+  fx = fixture()
   for name in ('kernel', 'bias'):
     gap = np.max(np.abs(fx[f'adam_wd/{name}'] - fx[f'adamw/{name}']))
     assert gap > 1000 * ADAM_TOL['atol'], (name, gap)
@@ -253,7 +145,7 @@ def _shifted(schedule: optax.Schedule) -> optax.Schedule:
 
 
 # Chains that are each a plausible mistake for the case they are run against.
-WRONG: dict[str, tuple[str, Callable[[_Hyper], optax.GradientTransformation]]] = {
+WRONG: dict[str, tuple[str, Callable[[Hyper], optax.GradientTransformation]]] = {
     'l2_for_adamw': (
         'adamw',
         lambda h: optax.chain(wdax.l2(h.rate), _adam(h, h.lr)),
@@ -287,7 +179,7 @@ WRONG: dict[str, tuple[str, Callable[[_Hyper], optax.GradientTransformation]]] =
             _adam(h, h.schedule),
             wdax.decoupled(
                 h.rate,
-                lr=float(_fixture()['adamw_sched_masked/peak_lr']),
+                lr=float(fixture()['adamw_sched_masked/peak_lr']),
                 mask=wdax.masks.include('kernel'),
             ),
         ),
@@ -304,7 +196,8 @@ WRONG: dict[str, tuple[str, Callable[[_Hyper], optax.GradientTransformation]]] =
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mistake', sorted(WRONG))
 def test_wrong_chain_is_caught(mistake):
   case, make = WRONG[mistake]
-  assert _max_error(case, make(_hyper(case))) > 100 * _tol(case)['atol']
+  assert max_error(case, make(hyper(case))) > 100 * _tol(case)['atol']

@@ -1,22 +1,19 @@
-"""Tests for wdax.l1, wdax.toward and wdax.cautious against their update rules."""
+"""Tests for wdax.l1 and wdax.cautious, and the properties they share with wdax.toward."""
 
-import itertools
 
 import chex
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 import optax
 import pytest
-from flax import nnx
+from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
 import wdax
 from wdax import masks
-from wdax.decay import TowardState
 
 
 def _params(dtype=jnp.float32):
@@ -267,161 +264,6 @@ def test_cautious_law_never_decays_a_step_away_from_zero(p, u, c):
   )
 
 
-# toward: decay toward reference weights.
-
-
-@pytest.mark.parametrize('lr', [None, 0.5])
-def test_toward_given_reference(lr, strict_dtypes):
-  params = {'w': jnp.array([2.0, -1.0, 0.5]), 'n': jnp.array([1], jnp.int32)}
-  ref = {'w': jnp.array([1.0, 1.0, 0.5]), 'n': jnp.array([0], jnp.int32)}
-  u = {'w': jnp.array([0.25, 0.25, 0.25]), 'n': jnp.array([0], jnp.int32)}
-  tx = wdax.toward(ref, 0.1, lr=lr)
-  state = tx.init(params)
-  assert isinstance(state, TowardState)
-  updates, state = tx.update(u, state, params)
-  c = 0.1 * (lr or 1.0)
-  np.testing.assert_allclose(
-      updates['w'], [0.25 - c * 1.0, 0.25 + c * 2.0, 0.25], rtol=1e-6
-  )
-  np.testing.assert_array_equal(updates['n'], [0])
-  assert int(state.count) == 1
-
-
-def test_toward_init_captures_the_first_params(strict_dtypes):
-  init = {'a': jnp.array([1.0, 2.0]), 'b': jnp.array([3.0])}
-  tx = wdax.toward('init', 0.5, mask=masks.include('a'))
-  state = tx.init(init)
-  # Only the decayed leaf is stored; the other is a MaskedNode.
-  assert isinstance(state.reference[1], optax.MaskedNode)
-  np.testing.assert_array_equal(state.reference[0], [1.0, 2.0])
-  assert jax.tree.leaves(state) == [state.count, state.reference[0]]
-  moved = {'a': jnp.array([3.0, 0.0]), 'b': jnp.array([7.0])}
-  zero = jax.tree.map(jnp.zeros_like, moved)
-  updates, _ = tx.update(zero, state, moved)
-  np.testing.assert_allclose(updates['a'], [-1.0, 1.0])
-  np.testing.assert_array_equal(updates['b'], [0.0])
-
-
-def test_toward_init_copies_the_params():
-  params = {'w': jnp.array([1.0, 2.0])}
-  state = wdax.toward('init', 0.5).init(params)
-  assert state.reference[0] is not params['w']
-  assert (
-      state.reference[0].unsafe_buffer_pointer()
-      != params['w'].unsafe_buffer_pointer()
-  )
-
-
-def test_toward_zero_reference_is_decoupled(strict_dtypes):
-  params = _params()
-  ref = jax.tree.map(jnp.zeros_like, params)
-  u = _updates(params)
-  tx = wdax.toward(ref, 0.3, lr=0.1)
-  a, _ = tx.update(u, tx.init(params), params)
-  b, _ = wdax.decoupled(0.3, lr=0.1).update(u, optax.EmptyState(), params)
-  chex.assert_trees_all_equal(a, b)
-
-
-@settings(deadline=None, max_examples=15)
-@given(
-    p=st.lists(_normal, min_size=3, max_size=3),
-    u=st.lists(_normal, min_size=3, max_size=3),
-    c=st.floats(0, 10),
-    from_init=st.booleans(),
-)
-def test_toward_law_identity_at_the_reference(p, u, c, from_init):
-  params = {'w': jnp.array(p, jnp.float32)}
-  updates = {'w': jnp.array(u, jnp.float32)}
-  tx = wdax.toward('init' if from_init else params, c)
-  got, _ = tx.update(updates, tx.init(params), params)
-  np.testing.assert_array_equal(got['w'], updates['w'])
-
-
-def test_toward_rate_zero_is_identity_and_stores_nothing(strict_dtypes):
-  params = _params()
-  tx = wdax.toward('init', 0.0)
-  state = tx.init(params)
-  assert all(isinstance(r, optax.MaskedNode) for r in state.reference)
-  moved = jax.tree.map(lambda p: p + 1 if p.dtype != jnp.int32 else p, params)
-  u = _updates(params)
-  got, _ = tx.update(u, state, moved)
-  chex.assert_trees_all_equal(got, u)
-
-
-def test_toward_eval_shape_and_jit(strict_dtypes):
-  params = _params()
-  tx = wdax.toward('init', wdax.rates({'kernel': 0.5}, default=0.0))
-  shapes = jax.eval_shape(tx.init, params)
-  assert isinstance(shapes.reference[0], optax.MaskedNode)  # Dense_0/bias
-  assert shapes.reference[1].shape == (4, 3)  # Dense_0/kernel
-  state = tx.init(params)
-  chex.assert_trees_all_equal_shapes_and_dtypes(shapes, state)
-  step = jax.jit(tx.update)
-  for i in range(3):
-    u = _updates(params, i)
-    got, state = step(u, state, params)
-    want, _ = tx.update(u, state, params)
-    chex.assert_trees_all_close(got, want, rtol=1e-6)
-
-
-def test_toward_with_nnx_optimizer():
-  model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
-  start = nnx.state(model, nnx.Param)
-  start = jax.tree.map(lambda x: jnp.array(x, copy=True), start)
-  tx = optax.chain(
-      optax.sgd(0.1), wdax.toward('init', 0.5, lr=0.1, mask=masks.include('kernel'))
-  )
-  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  x = jnp.ones((4, 3))
-  for _ in range(3):
-    grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
-    opt.update(model, grads)
-  # The stored reference is plain arrays, equal to the starting kernel.
-  leaves = jax.tree.leaves(opt.opt_state)
-  assert all(isinstance(x, jax.Array) for x in leaves)
-  refs = [
-      r for r in jax.tree.leaves(
-          opt.opt_state, is_leaf=lambda x: isinstance(x, TowardState)
-      ) if isinstance(r, TowardState)
-  ]
-  (state,) = refs
-  stored = [r for r in state.reference if not isinstance(r, optax.MaskedNode)]
-  (kernel_ref,) = stored
-  np.testing.assert_array_equal(
-      jnp.asarray(kernel_ref), start['kernel'][...]
-  )
-
-
-def test_toward_errors(strict_dtypes):
-  params = {'a': jnp.ones(2), 'b': {'c': jnp.ones(3)}}
-  with pytest.raises(ValueError, match=r"'init'"):
-    wdax.toward('initial', 0.1)
-  with pytest.raises(ValueError, match='non-negative'):
-    wdax.toward('init', -0.1)
-  with pytest.raises(ValueError, match='finite'):
-    wdax.toward('init', float('nan'))
-  with pytest.raises(ValueError, match=r"reference path 'b/d' where params have 'b/c'"):
-    wdax.toward({'a': jnp.ones(2), 'b': {'d': jnp.ones(3)}}, 0.1).init(params)
-  with pytest.raises(ValueError, match=r"reference path None where params have 'b/c'"):
-    wdax.toward({'a': jnp.ones(2)}, 0.1).init(params)
-  with pytest.raises(ValueError, match=r"'b/c' has shape \(2,\)"):
-    wdax.toward({'a': jnp.ones(2), 'b': {'c': jnp.ones(2)}}, 0.1).init(params)
-  tx = wdax.toward('init', 0.1)
-  with pytest.raises(ValueError, match='reference leaves'):
-    tx.update({'a': jnp.ones(2)}, tx.init(params), {'a': jnp.ones(2)})
-
-
-def test_toward_mask_must_select_the_same_leaves():
-  calls = itertools.count()
-  # A mask that changes its mind between init and update.
-  mask = lambda p: {'a': next(calls) == 0, 'b': True}  # noqa: E731
-  params = {'a': jnp.ones(2), 'b': jnp.ones(2)}
-  tx = wdax.toward('init', 0.1, mask=mask)
-  state = tx.init(params)
-  with pytest.raises(ValueError, match="'a' is decayed now but was not"):
-    tx.update(params, state, params)
-
-
 # Shared properties of the three.
 
 _RULES = {
@@ -472,38 +314,41 @@ def test_rule_dtype_and_mask(name, dtype, mask_name, strict_dtypes):
   assert not np.allclose(want, uk)  # the rule did something
 
 
-@pytest.mark.parametrize('name', ['l1', 'cautious', 'toward'])
-def test_rule_schedule_no_retrace(name, strict_dtypes):
-  chex.clear_trace_counter()
-  params = _params()
-  rate = optax.linear_schedule(0.4, 0.0, 4)
-  kw = {'lr': optax.constant_schedule(0.5)}
-  if name == 'toward':
-    kw['reference'] = 'init'
-  tx = _make(name, rate, **kw)
-  state = tx.init(params)
+class RuleSchedules(chex.TestCase):
+  """Scheduled rates, with jit (traced once) and without, step by step."""
 
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def step(u, state, params):
-    return tx.update(u, state, params)
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters('l1', 'cautious', 'toward')
+  def test_schedule_step_by_step(self, name):
+    chex.clear_trace_counter()
+    params = _params()
+    moved = jax.tree.map(lambda p: p if p.dtype == jnp.int32 else 1.5 * p, params)
+    rate = optax.linear_schedule(0.4, 0.0, 4)
+    kw = {'lr': optax.constant_schedule(0.5)}
+    if name == 'toward':
+      kw['reference'] = 'init'
+    tx = _make(name, rate, **kw)
+    state = tx.init(params)
+    ref_rule = {
+        'l1': _ref_l1,
+        'cautious': _ref_cautious,
+        'toward': _ref_toward(_f64(params['Dense_0']['kernel'])),
+    }[name]
 
-  eager_state = state
-  for i in range(4):
-    u = _updates(params, i)
-    got, state = step(u, state, params)
-    want, eager_state = tx.update(u, eager_state, params)
-    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
-    assert int(state.count) == i + 1
-  # At the last step the rate is 0.4 * (1 - 3/4) = 0.1, so c = 0.05.
-  ref_rule = {
-      'l1': _ref_l1,
-      'cautious': _ref_cautious,
-      'toward': _ref_toward(_f64(params['Dense_0']['kernel'])),
-  }[name]
-  p = _f64(params['Dense_0']['kernel'])
-  want = ref_rule(_f64(u['Dense_0']['kernel']), p, 0.05)
-  np.testing.assert_allclose(got['Dense_0']['kernel'], want, rtol=1e-5, atol=1e-7)
+    @self.variant
+    @chex.assert_max_traces(n=1)
+    def update(u, state, params):
+      return tx.update(u, state, params)
+
+    with jax.numpy_dtype_promotion('strict'):
+      for t in range(4):
+        u = _updates(moved, t)
+        got, state = update(u, state, moved)
+        assert int(state.count) == t + 1
+        c = 0.5 * 0.4 * (1 - t / 4)  # lr_t * rate_t, read at step t
+        p = _f64(moved['Dense_0']['kernel'])
+        want = ref_rule(_f64(u['Dense_0']['kernel']), p, c)
+        np.testing.assert_allclose(got['Dense_0']['kernel'], want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('name', ['l1', 'cautious'])
@@ -536,15 +381,4 @@ def test_rule_errors(name, strict_dtypes):
   with pytest.raises(ValueError, match='needs params'):
     factory(0.1).update({'w': jnp.ones(1)}, optax.EmptyState())
   with pytest.raises(ValueError, match='matches no parameter'):
-    factory(0.1, mask=masks.include('nothing')).update(
-        {'w': jnp.ones(1)}, optax.EmptyState(), {'w': jnp.ones(1)}
-    )
-
-
-def test_bfloat16_reference_values_are_bfloat16():
-  # ml_dtypes is what numpy uses for bfloat16 here; the stored reference keeps
-  # the params' dtype.
-  params = {'w': jnp.ones(3, jnp.bfloat16)}
-  state = wdax.toward('init', 0.1).init(params)
-  assert state.reference[0].dtype == jnp.bfloat16
-  assert np.asarray(state.reference[0]).dtype == ml_dtypes.bfloat16
+    factory(0.1, mask=masks.include('nothing')).init({'w': jnp.ones(1)})

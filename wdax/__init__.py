@@ -3,20 +3,27 @@
 from wdax import diagnostics
 from wdax import masks
 from wdax import paths
+from wdax import rate
+from wdax import report
 from wdax import schedules
 from wdax.decay import DecayState
+from wdax.decay import TowardState
 from wdax.decay import cautious
 from wdax.decay import decoupled
 from wdax.decay import l1
 from wdax.decay import l2
 from wdax.decay import toward
-from wdax.describe import describe
+from wdax.masks import Mask
+from wdax.masks import MaskLike
 from wdax.optimizers import adams
 from wdax.optimizers import adamw
 from wdax.optimizers import sgdw
 from wdax.paths import leaf_paths
+from wdax.rate import RateLike
 from wdax.rate import Rates
 from wdax.rate import rates
+from wdax.report import Report
+from wdax.report import describe
 
 __version__ = '0.1.0'
 
@@ -34,7 +41,12 @@ def __getattr__(name: str):
 
 __all__ = [
     'DecayState',
+    'Mask',
+    'MaskLike',
+    'RateLike',
     'Rates',
+    'Report',
+    'TowardState',
     'adams',
     'adamw',
     'cautious',
@@ -46,7 +58,9 @@ __all__ = [
     'leaf_paths',
     'masks',
     'paths',
+    'rate',
     'rates',
+    'report',
     'schedules',
     'sgdw',
     'toward',

@@ -12,6 +12,16 @@ The other decays here also go after the optimiser and take the same ``rate``,
 zeros), :func:`toward` pulls them toward reference weights instead of zero, and
 :func:`cautious` decays only coordinates the optimiser is already moving toward
 zero.
+
+All of them behave alike around the rule itself. ``init`` resolves the mask
+and rates against the params, so a pattern that names no parameter or a tree
+that does not fit is a ``ValueError`` there (see :mod:`wdax.masks` for the
+typo guard when optax shows a transform only part of the tree). ``update``
+passes ``None`` updates, whole or per leaf, through unchanged, as
+``optax.add_decayed_weights`` does, and checks with chex, while tracing, that
+each update fits its parameter: the same structure (else the first differing
+path is named), shape, and kind of dtype (a floating parameter needs a
+floating update, possibly wider, as optax's Adam with ``mu_dtype`` gives).
 """
 
 from __future__ import annotations
@@ -23,87 +33,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wdax import _checks
+from wdax import _leafwise
 from wdax import masks as _masks
 from wdax import paths as _paths
 from wdax import rate as _rates
+from wdax._leafwise import DecayState
 
-
-class DecayState(NamedTuple):
-  """Step count of a decay whose rate or learning rate is a schedule."""
-
-  count: jax.Array  # shape=(), dtype=jnp.int32
-
-
-def _init(needs_count: bool):
-  def init_fn(params: optax.Params) -> DecayState | optax.EmptyState:
-    del params
-    if needs_count:
-      return DecayState(count=jnp.zeros([], jnp.int32))
-    return optax.EmptyState()
-
-  return init_fn
-
-
-def _at(value: Any, count: jax.Array | None, cache: dict[int, Any]) -> Any:
-  """A rate or lr at ``count``; each schedule is evaluated once per trace."""
-  if not callable(value):
-    return value
-  if id(value) not in cache:
-    cache[id(value)] = value(count)
-  return cache[id(value)]
-
-
-def _leaves(fn: str, updates: optax.Updates, params: optax.Params | None):
-  if params is None:
-    raise ValueError(
-        f'{fn}: update needs params; call tx.update(updates, state, params).'
-    )
-  all_paths, p_leaves, _ = _paths.leaves_with_paths(params)
-  u_paths, u_leaves, u_def = _paths.leaves_with_paths(updates)
-  if u_paths != all_paths:
-    bad = next(
-        (a, b) for a, b in zip(u_paths + [None], all_paths + [None]) if a != b
-    )
-    raise ValueError(
-        f'{fn}: updates and params differ in structure: update path {bad[0]!r} '
-        f'where params have {bad[1]!r}.'
-    )
-  return all_paths, u_leaves, p_leaves, u_def
-
-
-def _active(rate, mask, params, all_paths) -> list[Any]:
-  """Each leaf's rate, or ``None`` where the mask or a static zero rules it out."""
-  selected = _masks.resolve(mask, params)
-  leaf_rates = _rates.resolve(rate, all_paths)
-  return [
-      r if on and not _rates.is_static_zero(r) else None
-      for on, r in zip(selected, leaf_rates)
-  ]
-
-
-def _coefficients(rate, lr, mask, params, all_paths, count):
-  """Per-leaf decay coefficient ``c_t``, or ``None`` where nothing decays."""
-  cache: dict[int, Any] = {}
-  lr_t = _at(lr, count, cache)
-  out = []
-  for r in _active(rate, mask, params, all_paths):
-    if r is None:
-      out.append(None)
-      continue
-    r_t = _at(r, count, cache)
-    out.append(r_t if lr is None else lr_t * r_t)
-  return out
-
-
-# A leaf rule maps (update, param, c_t) to the new update of one leaf.
-
-
-def _add(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
-  return (u + jnp.asarray(c, p.dtype) * p).astype(u.dtype)
-
-
-def _subtract(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
-  return (u - jnp.asarray(c, p.dtype) * p).astype(u.dtype)
+__all__ = [
+    'DecayState',
+    'TowardState',
+    'cautious',
+    'decoupled',
+    'l1',
+    'l2',
+    'toward',
+]
 
 
 def _soft_threshold(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
@@ -122,33 +67,12 @@ def _soft_threshold(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
 def _cautious(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
   # Signs, not the product u * p, which can underflow to 0 in bfloat16.
   away = ((u > 0) & (p > 0)) | ((u < 0) & (p < 0))
-  return jnp.where(away, u, _subtract(u, p, c))
+  return jnp.where(away, u, _leafwise.subtract(u, p, c))
 
 
-def _transform(
-    fn: str, rate: Any, lr: Any, mask: Any, leaf
+def l2(
+    rate: _rates.RateLike, *, mask: _masks.MaskLike = None
 ) -> optax.GradientTransformation:
-  rate = _rates.check(rate, f'{fn}: rate')
-  if lr is not None:
-    lr = _rates.check_rate(lr, f'{fn}: lr')
-  needs_count = callable(lr) or _rates.has_schedule(rate)
-
-  def update_fn(updates, state, params=None):
-    all_paths, u_leaves, p_leaves, u_def = _leaves(fn, updates, params)
-    count = state.count if needs_count else None
-    coeffs = _coefficients(rate, lr, mask, params, all_paths, count)
-    new = [
-        u if c is None else leaf(u, p, c)
-        for u, p, c in zip(u_leaves, p_leaves, coeffs)
-    ]
-    if needs_count:
-      state = DecayState(count=optax.safe_increment(state.count))
-    return jax.tree_util.tree_unflatten(u_def, new), state
-
-  return optax.GradientTransformation(_init(needs_count), update_fn)
-
-
-def l2(rate: Any, *, mask: Any = None) -> optax.GradientTransformation:
   r"""Coupled L2 regularisation: adds ``rate * theta`` to the gradient.
 
   .. math::
@@ -186,11 +110,14 @@ def l2(rate: Any, *, mask: Any = None) -> optax.GradientTransformation:
     >>> updates['w']
     Array([-0.2], dtype=float32)
   """
-  return _transform('l2(...)', rate, None, mask, _add)
+  return _leafwise.transform('l2(...)', rate, None, mask, _leafwise.add)
 
 
 def decoupled(
-    rate: Any, *, lr: optax.ScalarOrSchedule | None = None, mask: Any = None
+    rate: _rates.RateLike,
+    *,
+    lr: optax.ScalarOrSchedule | None = None,
+    mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Decoupled weight decay, applied after the whole optimiser.
 
@@ -239,11 +166,14 @@ def decoupled(
     >>> updates['w']  # Adam's step is 0 for a zero gradient; decay is lr * r * w.
     Array([-0.0002], dtype=float32)
   """
-  return _transform('decoupled(...)', rate, lr, mask, _subtract)
+  return _leafwise.transform('decoupled(...)', rate, lr, mask, _leafwise.subtract)
 
 
 def l1(
-    rate: Any, *, lr: optax.ScalarOrSchedule | None = None, mask: Any = None
+    rate: _rates.RateLike,
+    *,
+    lr: optax.ScalarOrSchedule | None = None,
+    mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Proximal L1 decay: soft-thresholds the weights the optimiser proposes.
 
@@ -295,11 +225,14 @@ def l1(
     >>> optax.apply_updates(params, updates)['w']
     Array([ 1.5,  0. , -0.5], dtype=float32)
   """
-  return _transform('l1(...)', rate, lr, mask, _soft_threshold)
+  return _leafwise.transform('l1(...)', rate, lr, mask, _soft_threshold)
 
 
 def cautious(
-    rate: Any, *, lr: optax.ScalarOrSchedule | None = None, mask: Any = None
+    rate: _rates.RateLike,
+    *,
+    lr: optax.ScalarOrSchedule | None = None,
+    mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Cautious weight decay: decoupled decay only where the step heads to zero.
 
@@ -348,30 +281,23 @@ def cautious(
     >>> tx.update(u, tx.init(params), params)[0]['w']
     Array([-0.6,  0.1], dtype=float32)
   """
-  return _transform('cautious(...)', rate, lr, mask, _cautious)
+  return _leafwise.transform('cautious(...)', rate, lr, mask, _cautious)
 
 
 class TowardState(NamedTuple):
   """State of :func:`toward`: step count and the reference weights."""
 
   count: jax.Array  # shape=(), dtype=jnp.int32
-  # One array per decayed leaf, in the params' flattening order, and
-  # optax.MaskedNode() for every other leaf.
-  reference: tuple[Any, ...]
+  # The params' tree: a copy of the reference weight at each decayed leaf,
+  # optax.MaskedNode() at every other leaf.
+  reference: optax.Params
 
 
 def _reference_leaves(
-    fn: str, reference: Any, all_paths: list[str], p_leaves: list[Any]
+    fn: str, reference: optax.Params, all_paths: list[str], p_leaves: list[Any]
 ) -> list[Any]:
   r_paths, r_leaves, _ = _paths.leaves_with_paths(reference)
-  if r_paths != all_paths:
-    ref, par = next(
-        (a, b) for a, b in zip(r_paths + [None], all_paths + [None]) if a != b
-    )
-    raise ValueError(
-        f'{fn}: reference and params differ in structure: reference path '
-        f'{ref!r} where params have {par!r}; {_paths.listing(all_paths)}.'
-    )
+  _checks.same_paths(fn, 'reference', r_paths, all_paths, 'params')
   for path, r, p in zip(all_paths, r_leaves, p_leaves):
     if jnp.shape(r) != jnp.shape(p):
       raise ValueError(
@@ -381,12 +307,27 @@ def _reference_leaves(
   return r_leaves
 
 
+def _stored(fn: str, reference: Any, params_def: Any, all_paths: list[str]) -> list[Any]:
+  """The state's reference, one entry (array or MaskedNode) per param leaf."""
+  try:
+    return params_def.flatten_up_to(reference)
+  except (ValueError, TypeError):
+    with_path, _ = jax.tree_util.tree_flatten_with_path(
+        reference, is_leaf=lambda x: isinstance(x, optax.MaskedNode)
+    )
+    _checks.same_paths(
+        fn, 'reference', [_paths.path_str(kp) for kp, _ in with_path], all_paths,
+        'params',
+    )
+    raise
+
+
 def toward(
-    reference: Any,
-    rate: Any,
+    reference: optax.Params | str,
+    rate: _rates.RateLike,
     *,
     lr: optax.ScalarOrSchedule | None = None,
-    mask: Any = None,
+    mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Decay toward reference weights instead of toward zero (L2-SP).
 
@@ -405,11 +346,13 @@ def toward(
   Davoine, "Explicit Inductive Bias for Transfer Learning with Convolutional
   Networks", 2018, arXiv:1802.01483, applied here in decoupled form.
 
-  ``init`` copies the reference of every decayed leaf into the state (as
-  plain arrays, in the params' leaf order, with ``optax.MaskedNode()`` for
-  the other leaves), so it travels with checkpoints and is not baked into
-  compiled steps as a constant. This also works with ``nnx.Optimizer``, which
-  initialises with variables and updates with plain arrays.
+  ``init`` copies the reference of every decayed leaf into the state, a tree
+  shaped like the params with ``optax.MaskedNode()`` where nothing decays. So
+  it travels with checkpoints under each parameter's own path, is placed by
+  :mod:`wdax.sharding` like its parameter, works with
+  ``optax.tree.map_params``, and is not baked into compiled steps as a
+  constant. This also works with ``nnx.Optimizer``, which initialises with
+  variables and updates with plain arrays.
 
   Args:
     reference: a tree with the params' structure and shapes, or ``'init'`` to
@@ -443,36 +386,45 @@ def toward(
     )
   rate = _rates.check(rate, f'{fn}: rate')
   if lr is not None:
-    lr = _rates.check_rate(lr, f'{fn}: lr')
+    lr = _checks.rate(lr, f'{fn}: lr')
+  mask = _masks.as_mask(mask)
 
   def init_fn(params: optax.Params) -> TowardState:
-    all_paths, p_leaves, _ = _paths.leaves_with_paths(params)
-    if isinstance(reference, str):
+    all_paths, p_leaves, p_def = _paths.leaves_with_paths(params)
+    if isinstance(reference, str) or not p_leaves:
+      # A tree without leaves (optax.tree.map_params initialises with one)
+      # has nothing to compare the reference with.
       r_leaves = p_leaves
     else:
       r_leaves = _reference_leaves(fn, reference, all_paths, p_leaves)
-    active = _active(rate, mask, params, all_paths)
+    active = _leafwise.select(rate, mask, params) or [None] * len(p_leaves)
     # A copy, so that donating the params to a jitted step cannot also
     # donate the reference.
-    stored = tuple(
+    stored = [
         optax.MaskedNode() if r is None
         else jnp.array(ref, dtype=p.dtype, copy=True)
         for r, ref, p in zip(active, r_leaves, p_leaves)
+    ]
+    return TowardState(
+        count=jnp.zeros([], jnp.int32),
+        reference=jax.tree_util.tree_unflatten(p_def, stored),
     )
-    return TowardState(count=jnp.zeros([], jnp.int32), reference=stored)
 
   def update_fn(updates, state, params=None):
-    all_paths, u_leaves, p_leaves, u_def = _leaves(fn, updates, params)
-    coeffs = _coefficients(rate, lr, mask, params, all_paths, state.count)
-    if len(state.reference) != len(u_leaves):
-      raise ValueError(
-          f'{fn}: the state holds {len(state.reference)} reference leaves but '
-          f'the params have {len(u_leaves)}; was it initialised with other '
-          'params?'
-      )
+    new_state = TowardState(
+        count=optax.safe_increment(state.count), reference=state.reference
+    )
+    if updates is None:
+      return None, new_state
+    leaves = _leafwise.line_up(fn, updates, params)
+    _, _, p_def = _paths.leaves_with_paths(params)
+    refs = _stored(fn, state.reference, p_def, leaves.paths)
+    coeffs = _leafwise.coefficients(
+        _leafwise.select(rate, mask, params), lr, state.count
+    )
     new = []
     for path, u, p, c, ref in zip(
-        all_paths, u_leaves, p_leaves, coeffs, state.reference
+        leaves.paths, leaves.updates, leaves.params, coeffs, refs
     ):
       if (c is None) != isinstance(ref, optax.MaskedNode):
         raise ValueError(
@@ -480,13 +432,10 @@ def toward(
             'init, or the reverse; the mask and rates must select the same '
             'leaves at init and update.'
         )
-      if c is None:
+      if c is None or u is None:
         new.append(u)
       else:
         new.append((u - jnp.asarray(c, p.dtype) * (p - ref)).astype(u.dtype))
-    state = TowardState(
-        count=optax.safe_increment(state.count), reference=state.reference
-    )
-    return jax.tree_util.tree_unflatten(u_def, new), state
+    return jax.tree_util.tree_unflatten(leaves.treedef, new), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)

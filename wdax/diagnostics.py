@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wdax import _checks
 from wdax import masks as _masks
 from wdax import paths as _paths
-from wdax import rate as _rates
 
 
-def norms(params: Any, mask: Any = None) -> dict[str, jax.Array]:
+def norms(params: Any, mask: _masks.MaskLike = None) -> dict[str, jax.Array]:
   r"""Global L2 norm of ``params``, and of its decayed and undecayed parts.
 
   .. math::
@@ -54,16 +54,9 @@ def norms(params: Any, mask: Any = None) -> dict[str, jax.Array]:
   }
 
 
-def _positive_or_traced(value: Any, name: str) -> Any:
-  _rates.check_rate(value, name)
-  if callable(value):
-    raise ValueError(f'{name} must be a number or scalar array, not a schedule.')
-  if not isinstance(value, jax.core.Tracer) and float(np.asarray(value)) == 0:
-    raise ValueError(f'{name} must be positive; got {value!r}.')
-  return value
-
-
-def equilibrium_norm(lr: Any, rate: Any, size: Any) -> jax.Array:
+def equilibrium_norm(
+    lr: float | jax.Array, rate: float | jax.Array, size: int | jax.Array
+) -> jax.Array:
   r"""Predicted steady-state norm of a scale-invariant weight under AdamW.
 
   .. math::
@@ -106,12 +99,11 @@ def equilibrium_norm(lr: Any, rate: Any, size: Any) -> jax.Array:
     1.6000
   """
   fn = 'equilibrium_norm(...)'
-  lr = _positive_or_traced(lr, f'{fn}: lr')
-  rate = _positive_or_traced(rate, f'{fn}: rate')
+  lr = _checks.positive(lr, f'{fn}: lr', traced=True)
+  rate = _checks.positive(rate, f'{fn}: rate', traced=True)
   if hasattr(size, 'shape') or isinstance(size, (list, tuple)):
     size = int(np.prod(np.shape(size)))
-  if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-    raise ValueError(f'{fn}: size must be a positive int or an array; got {size!r}.')
+  size = _checks.count(size, f'{fn}: size (an int, or an array)', minimum=1)
   lr = jnp.asarray(lr, jnp.float32)
   rate = jnp.asarray(rate, jnp.float32)
   return jnp.sqrt(lr * jnp.float32(size) / (2 * rate))

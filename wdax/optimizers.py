@@ -26,20 +26,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wdax import decay as _decay
+from wdax import _checks
+from wdax import _leafwise
+from wdax import masks as _masks
 from wdax import paths as _paths
 from wdax import rate as _rates
 from wdax import schedules as _schedules
 
 COUPLINGS = ('lr', 'schedule', 'none', 'corrected')
 
+# optax keeps the step count of a scheduled add_decayed_weights in a NamedTuple
+# it does not export. wdax.adamw(coupling='lr') uses the same class, read off
+# such a state, so that its state has optax.adamw's tree structure.
+_OPTAX_DECAY_STATE = type(
+    optax.add_decayed_weights(optax.constant_schedule(0.0)).init({})
+)
 
-def _check_coupling(fn: str, coupling: Any, peak_lr: Any) -> None:
-  if coupling not in COUPLINGS:
-    raise ValueError(
-        f'{fn}: unknown coupling {coupling!r}; valid couplings are '
-        f'{", ".join(map(repr, COUPLINGS))}.'
-    )
+
+def _check_coupling(fn: str, coupling: str, peak_lr: Any) -> None:
+  _checks.choice(coupling, 'coupling', COUPLINGS)
   if peak_lr is not None and coupling not in ('schedule', 'corrected'):
     raise ValueError(
         f"{fn}: peak_lr is used only by coupling 'schedule' or 'corrected', "
@@ -51,34 +56,64 @@ def _decoupled_after(
     fn: str,
     coupling: str,
     learning_rate: optax.ScalarOrSchedule,
-    weight_decay: Any,
-    mask: Any,
+    weight_decay: _rates.RateLike,
+    mask: _masks.MaskLike,
     peak_lr: Any,
 ) -> optax.GradientTransformation:
   """The decay that follows an optimiser whose update is already lr-scaled."""
   if coupling == 'lr':
-    return _decay.decoupled(weight_decay, lr=learning_rate, mask=mask)
+    return _leafwise.transform(
+        fn, weight_decay, learning_rate, mask, _leafwise.subtract
+    )
   if coupling == 'none':
-    return _decay.decoupled(weight_decay, mask=mask)
-  rate = _schedules._times_multiplier(fn, learning_rate, weight_decay, peak_lr)
-  if coupling == 'schedule':
-    return _decay.decoupled(rate, mask=mask)
-  return _decay.decoupled(rate, lr=learning_rate, mask=mask)
+    return _leafwise.transform(fn, weight_decay, None, mask, _leafwise.subtract)
+  rate = _schedules.multiplied(fn, learning_rate, weight_decay, peak_lr)
+  lr = None if coupling == 'schedule' else learning_rate
+  return _leafwise.transform(fn, rate, lr, mask, _leafwise.subtract)
 
 
-def _check_common(fn: str, learning_rate: Any, weight_decay: Any) -> None:
-  _rates.check_rate(learning_rate, f'{fn}: learning_rate')
+def _check_common(
+    fn: str, learning_rate: optax.ScalarOrSchedule, weight_decay: _rates.RateLike
+) -> None:
+  _checks.rate(learning_rate, f'{fn}: learning_rate')
   _rates.check(weight_decay, f'{fn}: weight_decay')
+
+
+def _add_as_optax(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
+  # optax.add_decayed_weights' arithmetic, dtypes included: a float32 rate
+  # (an array, or injected in float32) times bfloat16 params is float32, and
+  # optax.apply_updates rounds the sum once, at the end.
+  return u + c * p
+
+
+def _optax_decay(
+    fn: str, weight_decay: _rates.RateLike, mask: _masks.MaskLike
+) -> optax.GradientTransformation:
+  """``optax.add_decayed_weights(weight_decay, mask)`` with wdax rates and masks.
+
+  The same float operations and the same state (``optax.masked``'s state
+  around the decay's when there is a mask), so that it is bit for bit optax's
+  and a checkpoint of either restores into the other.
+  """
+  decay = _leafwise.transform(
+      fn, weight_decay, None, None, _add_as_optax, state_class=_OPTAX_DECAY_STATE
+  )
+  if mask is None:
+    return decay
+  return optax.masked(decay, _masks.as_mask(mask))
 
 
 def adamw(
     learning_rate: optax.ScalarOrSchedule,
-    weight_decay: Any = 1e-4,
     *,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
-    mask: Any = None,
+    eps_root: float = 0.0,
+    mu_dtype: Any | None = None,
+    weight_decay: _rates.RateLike = 1e-4,
+    mask: _masks.MaskLike = None,
+    nesterov: bool = False,
     coupling: str = 'lr',
     peak_lr: float | None = None,
 ) -> optax.GradientTransformation:
@@ -101,8 +136,12 @@ def adamw(
   decay and :math:`c_t` the decay per step (on leaves ``mask`` selects).
 
   * ``'lr'``: optax's and PyTorch's convention. It is built as
-    ``optax.adamw`` is (Adam, then the decay, then the learning-rate scaling),
-    so it gives bit-for-bit the same updates.
+    ``optax.adamw`` is (Adam, then :math:`u + \lambda\theta` in optax's
+    own arithmetic, then the learning-rate scaling), so it gives bit-for-bit
+    the same updates in every dtype (a float32 ``weight_decay`` array on
+    bfloat16 params gives float32 updates there, as in optax), and with a
+    ``mask`` the same state tree: a checkpoint of one restores into the
+    other.
   * ``'schedule'``: Loshchilov & Hutter, "Decoupled Weight Decay
     Regularization", 2019, arXiv:1711.05101: the decay follows the schedule
     multiplier :math:`\eta_t/\eta_{\max}` but not the base learning rate
@@ -118,15 +157,27 @@ def adamw(
   is a number, or read from the schedule by :func:`wdax.schedules.peak`. This
   is a complete optimiser: use it in place of ``optax.adamw``.
 
+  It takes ``optax.adamw``'s whole signature, but every argument after the
+  learning rate is keyword-only: ``optax.adamw(1e-3, 0.9)`` sets
+  :math:`\beta_1`, and ``wdax.adamw(1e-3, 0.9)`` is a ``TypeError`` rather
+  than a silent weight decay of 0.9. Every numeric argument can be injected
+  with ``optax.inject_hyperparams`` (``static_args=('mask',)`` for a
+  callable mask, as for optax); for ``'schedule'`` and ``'corrected'`` an
+  injected learning rate needs ``peak_lr``, since the schedule behind it is
+  out of sight.
+
   Args:
     learning_rate: :math:`\eta`, a number or an optax schedule.
-    weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
-      :func:`wdax.rates` or a prefix tree of rates.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
-    eps: :math:`\epsilon`.
+    eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`.
+    eps_root: added to :math:`\hat v_t` inside the square root.
+    mu_dtype: dtype of the first moment, as in ``optax.scale_by_adam``.
+    weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
+      :func:`wdax.rates` or a prefix tree of rates.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf. Adam itself updates every leaf.
+    nesterov: Nesterov momentum (NAdamW), as in ``optax.adamw``.
     coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
     peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
 
@@ -138,7 +189,7 @@ def adamw(
     >>> import optax
     >>> import wdax
     >>> lr = optax.linear_schedule(1e-3, 0.0, 100)  # peak 1e-3, at step 0
-    >>> tx = wdax.adamw(lr, 0.1, coupling='none')
+    >>> tx = wdax.adamw(lr, weight_decay=0.1, coupling='none')
     >>> params = {'w': jnp.array([2.0])}
     >>> updates, _ = tx.update({'w': jnp.array([0.0])}, tx.init(params), params)
     >>> updates['w']  # Adam's step is 0 for a zero gradient; decay is 0.1 * w.
@@ -147,12 +198,19 @@ def adamw(
   fn = 'adamw(...)'
   _check_common(fn, learning_rate, weight_decay)
   _check_coupling(fn, coupling, peak_lr)
-  adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+  adam = optax.scale_by_adam(
+      b1=_checks.number(b1, f'{fn}: b1'),
+      b2=_checks.number(b2, f'{fn}: b2'),
+      eps=_checks.number(eps, f'{fn}: eps'),
+      eps_root=_checks.number(eps_root, f'{fn}: eps_root'),
+      mu_dtype=mu_dtype,
+      nesterov=nesterov,
+  )
   if coupling == 'lr':
-    # optax.adamw's order, so that the float operations are the same.
+    # optax.adamw's order and arithmetic, so that the floats are the same.
     return optax.chain(
         adam,
-        _decay._transform(fn, weight_decay, None, mask, _decay._add),
+        _optax_decay(fn, weight_decay, mask),
         optax.scale_by_learning_rate(learning_rate),
     )
   return optax.chain(
@@ -164,11 +222,11 @@ def adamw(
 
 def sgdw(
     learning_rate: optax.ScalarOrSchedule,
-    weight_decay: Any,
     *,
-    momentum: float = 0.0,
+    weight_decay: _rates.RateLike = 1e-4,
+    momentum: float | None = None,
     nesterov: bool = False,
-    mask: Any = None,
+    mask: _masks.MaskLike = None,
     coupling: str = 'lr',
     peak_lr: float | None = None,
 ) -> optax.GradientTransformation:
@@ -195,12 +253,16 @@ def sgdw(
     learning_rate: :math:`\eta`, a number or an optax schedule.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
-    momentum: :math:`\mu`, non-negative; 0 for plain SGD.
-    nesterov: use Nesterov momentum (needs ``momentum > 0``).
+    momentum: :math:`\mu`, non-negative, or ``None`` for plain SGD without a
+      momentum buffer (as in ``optax.sgd``).
+    nesterov: use Nesterov momentum (needs ``momentum``).
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf.
     coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
     peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
+
+  Every argument after the learning rate is keyword-only, and every numeric
+  one can be injected with ``optax.inject_hyperparams``.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -209,7 +271,7 @@ def sgdw(
     >>> import jax.numpy as jnp
     >>> import optax
     >>> import wdax
-    >>> tx = wdax.sgdw(0.1, 0.5)
+    >>> tx = wdax.sgdw(0.1, weight_decay=0.5)
     >>> params = {'w': jnp.array([2.0])}
     >>> updates, _ = tx.update({'w': jnp.array([1.0])}, tx.init(params), params)
     >>> updates['w']  # -0.1 * 1.0 - 0.1 * 0.5 * 2.0
@@ -218,14 +280,12 @@ def sgdw(
   fn = 'sgdw(...)'
   _check_common(fn, learning_rate, weight_decay)
   _check_coupling(fn, coupling, peak_lr)
-  _rates.check_rate(momentum, f'{fn}: momentum')
-  if callable(momentum):
-    raise ValueError(f'{fn}: momentum must be a number, not a schedule.')
-  if nesterov and not momentum:
-    raise ValueError(f'{fn}: nesterov=True needs momentum > 0.')
-  sgd = optax.sgd(
-      learning_rate, momentum=momentum if momentum else None, nesterov=nesterov
-  )
+  if momentum is None:
+    if nesterov:
+      raise ValueError(f'{fn}: nesterov=True needs a momentum.')
+  else:
+    _checks.number(momentum, f'{fn}: momentum')
+  sgd = optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
   return optax.chain(
       sgd,
       _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
@@ -233,17 +293,27 @@ def sgdw(
 
 
 def _scale_by_adam_stable(
-    b1: float, b2: float, eps: float, weight_decay: Any, mask: Any
+    b1: float,
+    b2: float,
+    eps: float,
+    weight_decay: _rates.RateLike,
+    mask: _masks.Mask,
 ) -> optax.GradientTransformation:
   fn = 'adams(...)'
   adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
 
+  def init_fn(params):
+    _leafwise.select(weight_decay, mask, params)
+    return adam.init(params)
+
   def update_fn(updates, state, params=None):
-    all_paths, _, p_leaves, _ = _decay._leaves(fn, updates, params)
+    if updates is None:
+      return None, state
+    leaves = _leafwise.line_up(fn, updates, params)
     # The rate's schedule, if any, is read at the step count before this
     # update, as optax reads learning-rate schedules.
-    coeffs = _decay._coefficients(
-        weight_decay, None, mask, params, all_paths, state.count
+    coeffs = _leafwise.coefficients(
+        _leafwise.select(weight_decay, mask, params), None, state.count
     )
     adam_updates, state = adam.update(updates, state, params)
     nu = [v for v in jax.tree.leaves(state.nu) if _paths.is_float(v)]
@@ -262,22 +332,22 @@ def _scale_by_adam_stable(
     )
     u_leaves, u_def = jax.tree.flatten(adam_updates)
     new = [
-        u if c is None else _decay._add(u, p, jnp.asarray(c, acc) * inv_root)
-        for u, p, c in zip(u_leaves, p_leaves, coeffs)
+        u if c is None else _leafwise.add(u, p, jnp.asarray(c, acc) * inv_root)
+        for u, p, c in zip(u_leaves, leaves.params, coeffs)
     ]
     return jax.tree.unflatten(u_def, new), state
 
-  return optax.GradientTransformation(adam.init, update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def adams(
     learning_rate: optax.ScalarOrSchedule,
-    weight_decay: Any = 1e-4,
     *,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
-    mask: Any = None,
+    weight_decay: _rates.RateLike = 1e-4,
+    mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Adam with stable (scheduled) weight decay: AdamS.
 
@@ -305,13 +375,16 @@ def adams(
   Perspective", NeurIPS 2023, arXiv:2011.11152 (there "SWD"). While every
   gradient so far is exactly zero, :math:`\bar v_t = 0` and nothing decays.
 
+  Every argument after the learning rate is keyword-only, and every numeric
+  one can be injected with ``optax.inject_hyperparams``.
+
   Args:
     learning_rate: :math:`\eta`, a number or an optax schedule.
-    weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
-      :func:`wdax.rates` or a prefix tree of rates.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
     eps: :math:`\epsilon`.
+    weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
+      :func:`wdax.rates` or a prefix tree of rates.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf. The mean :math:`\bar v_t` covers every leaf regardless.
 
@@ -323,7 +396,7 @@ def adams(
     >>> import jax.numpy as jnp
     >>> import optax
     >>> import wdax
-    >>> tx = wdax.adams(0.1, 0.5)
+    >>> tx = wdax.adams(0.1, weight_decay=0.5)
     >>> params = {'w': jnp.array([1.0, -1.0])}
     >>> g = {'w': jnp.array([2.0, 2.0])}  # v_hat = 4, so sqrt(mean) = 2
     >>> updates, _ = tx.update(g, tx.init(params), params)
@@ -332,7 +405,10 @@ def adams(
   """
   fn = 'adams(...)'
   _check_common(fn, learning_rate, weight_decay)
+  b1, b2, eps = (
+      _checks.number(v, f'{fn}: {k}') for k, v in (('b1', b1), ('b2', b2), ('eps', eps))
+  )
   return optax.chain(
-      _scale_by_adam_stable(b1, b2, eps, weight_decay, mask),
+      _scale_by_adam_stable(b1, b2, eps, weight_decay, _masks.as_mask(mask)),
       optax.scale_by_learning_rate(learning_rate),
   )

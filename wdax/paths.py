@@ -24,8 +24,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-_MAX_LISTED = 10
+from wdax._checks import listing
+
+__all__ = [
+    'broadcast_prefix',
+    'compile_pattern',
+    'hidden_paths',
+    'is_float',
+    'leaf_paths',
+    'leaves_with_paths',
+    'listing',
+    'matches',
+    'path_str',
+]
 
 
 def _key_name(key: Any) -> str:
@@ -70,13 +83,26 @@ def leaf_paths(tree: Any) -> list[str]:
   return leaves_with_paths(tree)[0]
 
 
-def listing(all_paths: Sequence[str]) -> str:
-  """Formats up to ten paths for an error message."""
-  shown = ', '.join(repr(p) for p in all_paths[:_MAX_LISTED])
-  more = len(all_paths) - _MAX_LISTED
-  if more > 0:
-    shown += f', ... ({more} more)'
-  return f'available paths: [{shown}]' if all_paths else 'the tree has no leaves'
+def _is_masked(x: Any) -> bool:
+  return isinstance(x, optax.MaskedNode)
+
+
+def hidden_paths(tree: Any) -> list[str]:
+  """The paths of the ``optax.MaskedNode`` entries of ``tree``.
+
+  ``optax.masked`` and ``optax.partition`` show a transform only part of the
+  params, with ``optax.MaskedNode()`` where the rest is. Those parameters
+  exist, hidden from this transform: a mask pattern that names one of them
+  is not a typo (see :mod:`wdax.masks`).
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> from wdax import paths
+    >>> paths.hidden_paths({'w': jnp.ones(2), 'b': optax.MaskedNode()})
+    ['b']
+  """
+  with_path, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)
+  return [path_str(kp) for kp, x in with_path if _is_masked(x)]
 
 
 def _segment_regex(segment: str) -> str:
@@ -144,33 +170,49 @@ def is_float(leaf: Any) -> bool:
   return bool(jnp.issubdtype(dtype, jnp.inexact))
 
 
+def _entry(entries: dict[str, Any], path: str) -> str | None:
+  parts = path.split('/') if path else []
+  for cut in range(len(parts), -1, -1):
+    key = '/'.join(parts[:cut])
+    if key in entries:
+      return key
+  return None
+
+
+def _related(a: str, b: str) -> bool:
+  """Whether one path is the other or lies under it."""
+  return a == b or a.startswith(b + '/') or b.startswith(a + '/') or not a or not b
+
+
 def broadcast_prefix(
-    prefix: Any, all_paths: Sequence[str], *, name: str, is_leaf=None
+    prefix: Any,
+    all_paths: Sequence[str],
+    *,
+    name: str,
+    is_leaf=None,
+    hidden: Sequence[str] = (),
 ) -> list[Any]:
   """Broadcasts a tree that is a prefix of the params to one value per path.
 
   Raises a ``ValueError`` naming the first parameter path the prefix has no
-  entry for, or the first entry that names no parameter.
+  entry for, or the first entry that names no parameter. An entry for one of
+  the ``hidden`` paths (see :func:`hidden_paths`) names a parameter.
   """
   with_path, _ = jax.tree_util.tree_flatten_with_path(prefix, is_leaf=is_leaf)
   entries = {path_str(kp): value for kp, value in with_path}
   used: set[str] = set()
   out = []
   for path in all_paths:
-    parts = path.split('/') if path else []
-    for cut in range(len(parts), -1, -1):
-      key = '/'.join(parts[:cut])
-      if key in entries:
-        used.add(key)
-        out.append(entries[key])
-        break
-    else:
+    key = _entry(entries, path)
+    if key is None:
       raise ValueError(
           f'{name} does not fit the params: it has no entry for parameter path '
-          f'{path!r}; its entries are {sorted(entries)[:_MAX_LISTED]}.'
+          f'{path!r}; its entries are {sorted(entries)[:10]}.'
       )
+    used.add(key)
+    out.append(entries[key])
   for key in entries:
-    if key not in used:
+    if key not in used and not any(_related(key, h) for h in hidden):
       raise ValueError(
           f'{name} does not fit the params: its entry {key!r} names no '
           f'parameter; {listing(list(all_paths))}.'

@@ -8,49 +8,36 @@ the params.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import Union
 
 import jax
 import numpy as np
 import optax
 
+from wdax import _checks
 from wdax import paths as _paths
 
+RateLike = Union[
+    float,
+    jax.Array,
+    np.ndarray,
+    optax.Schedule,
+    'Rates',
+    Mapping[Any, 'RateLike'],
+    Iterable['RateLike'],
+]
+"""What every ``rate=`` of wdax accepts: a number, a scalar array, an optax
+schedule, a :class:`Rates`, or a tree of numbers, arrays and schedules that is
+a prefix of the params."""
 
-def check_rate(value: Any, name: str, path: str | None = None) -> Any:
-  """Raises ``ValueError`` for a static rate that is negative, NaN or infinite.
-
-  Schedules and traced values (``vmap``, ``inject_hyperparams``) pass through
-  unchecked: their values are not known until they are used.
-  """
-  where = f' for parameter path {path!r}' if path is not None else ''
-  if callable(value) or isinstance(value, jax.core.Tracer):
-    return value
-  if isinstance(value, bool) or not isinstance(
-      value, (int, float, np.number, np.ndarray, jax.Array)
-  ):
-    raise ValueError(
-        f'{name}{where} must be a number, scalar array or schedule; got '
-        f'{type(value).__name__} {value!r}.'
-    )
-  if np.ndim(value) != 0:
-    raise ValueError(
-        f'{name}{where} must be a scalar; got shape {np.shape(value)}.'
-    )
-  number = float(np.asarray(value))
-  if not math.isfinite(number) or number < 0:
-    raise ValueError(
-        f'{name}{where} must be finite and non-negative; got {number!r}.'
-    )
-  return value
-
-
-def is_static_zero(value: Any) -> bool:
-  """Whether ``value`` is a concrete zero, which a transform may skip."""
-  return isinstance(value, (int, float)) and value == 0
+# Validation of one static rate; traced values and schedules pass unchecked.
+check_rate = _checks.rate
+is_static_zero = _checks.is_static_zero
 
 
 class Rates:
@@ -69,8 +56,15 @@ class Rates:
   def has_schedule(self) -> bool:
     return any(callable(v) for v in [*self.spec.values(), self.default])
 
-  def resolve(self, all_paths: Sequence[str]) -> list[Any]:
-    """One rate per path: the first matching pattern's, else the default."""
+  def resolve(
+      self, all_paths: Sequence[str], hidden: Sequence[str] = ()
+  ) -> list[Any]:
+    """One rate per path: the first matching pattern's, else the default.
+
+    ``hidden`` are the paths of parameters the tree hides
+    (:func:`wdax.paths.hidden_paths`): a pattern that matches only those is
+    not an error, as for masks.
+    """
     out: list[Any] = [None] * len(all_paths)
     for pattern, value in self.spec.items():
       matched = taken = 0
@@ -80,10 +74,13 @@ class Rates:
           if out[i] is None:
             out[i] = value
             taken += 1
+      elsewhere = any(_paths.matches(pattern, p) for p in hidden)
+      if not (all_paths or hidden) or elsewhere:
+        continue
       if not matched:
         raise ValueError(
             f'rates(): pattern {pattern!r} matches no parameter; '
-            f'{_paths.listing(list(all_paths))}.'
+            f'{_checks.listing(list(all_paths))}.'
         )
       if not taken:
         raise ValueError(
@@ -124,21 +121,26 @@ def rates(
   return Rates(spec, default)
 
 
-def _is_rate_leaf(x: Any) -> bool:
+def is_rate_leaf(x: Any) -> bool:
+  """Whether ``x`` is one rate rather than a tree of them.
+
+  Examples:
+    >>> from wdax import rate
+    >>> rate.is_rate_leaf(0.1), rate.is_rate_leaf({'a': 0.1})
+    (True, False)
+  """
   return callable(x) or isinstance(
       x, (Rates, int, float, np.number, np.ndarray, jax.Array, jax.core.Tracer)
   )
 
 
-def check(rate: Any, name: str = 'rate') -> Any:
+def check(rate: RateLike, name: str = 'rate') -> RateLike:
   """Validates a rate argument at construction time; returns it."""
-  if isinstance(rate, Rates) or callable(rate) or isinstance(
-      rate, (int, float, np.number, jax.core.Tracer)
-  ):
-    return check_rate(rate, name) if not isinstance(rate, Rates) else rate
-  if isinstance(rate, (np.ndarray, jax.Array)) and np.ndim(rate) == 0:
+  if isinstance(rate, Rates):
+    return rate
+  if is_rate_leaf(rate):
     return check_rate(rate, name)
-  with_path, _ = jax.tree_util.tree_flatten_with_path(rate, is_leaf=_is_rate_leaf)
+  with_path, _ = jax.tree_util.tree_flatten_with_path(rate, is_leaf=is_rate_leaf)
   if not with_path:
     raise ValueError(f'{name} must be a number, schedule or tree of them.')
   for kp, value in with_path:
@@ -148,25 +150,40 @@ def check(rate: Any, name: str = 'rate') -> Any:
   return rate
 
 
-def has_schedule(rate: Any) -> bool:
+def has_schedule(rate: RateLike) -> bool:
   """Whether any rate in ``rate`` is a schedule, so a step count is needed."""
   if isinstance(rate, Rates):
     return rate.has_schedule
-  if callable(rate):
-    return True
-  leaves = jax.tree_util.tree_leaves(rate, is_leaf=_is_rate_leaf)
+  leaves = jax.tree_util.tree_leaves(rate, is_leaf=is_rate_leaf)
   return any(callable(x) for x in leaves)
 
 
-def resolve(rate: Any, all_paths: Sequence[str]) -> list[Any]:
+def resolve(
+    rate: RateLike, all_paths: Sequence[str], hidden: Sequence[str] = ()
+) -> list[Any]:
   """One rate (number, array or schedule) per parameter path."""
   if isinstance(rate, Rates):
-    return rate.resolve(all_paths)
-  if _is_rate_leaf(rate):
+    return rate.resolve(all_paths, hidden)
+  if is_rate_leaf(rate):
     return [rate] * len(all_paths)
   return _paths.broadcast_prefix(
-      rate, all_paths, name='rate tree', is_leaf=_is_rate_leaf
+      rate, all_paths, name='rate tree', is_leaf=is_rate_leaf, hidden=hidden
   )
+
+
+def map_rates(fn: Callable[[Any], Any], rate: RateLike) -> RateLike:
+  """Applies ``fn`` to every rate in a rate spec, keeping its form.
+
+  Examples:
+    >>> from wdax import rate
+    >>> rate.map_rates(lambda r: 2 * r, {'a': 0.5, 'b': 1.0})
+    {'a': 1.0, 'b': 2.0}
+  """
+  if isinstance(rate, Rates):
+    return rates({k: fn(v) for k, v in rate.spec.items()}, default=fn(rate.default))
+  if is_rate_leaf(rate):
+    return fn(rate)
+  return jax.tree.map(fn, rate, is_leaf=is_rate_leaf)
 
 
 def describe_rate(value: Any) -> str:

@@ -15,6 +15,7 @@ the same ``lr_schedule`` object can drive both the optimiser and the decay.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import jax
@@ -22,29 +23,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from wdax import _checks
 from wdax import rate as _rates
 
 # How far peak() looks for the maximum of a schedule it is not told the peak
 # of: the first 2**20 steps. Warmups are far shorter than this.
 PEAK_HORIZON = 2**20
 
-
-def _positive(value: Any, name: str) -> float:
-  if isinstance(value, bool) or not isinstance(
-      value, (int, float, np.number, np.ndarray, jax.Array)
-  ) or np.ndim(value) != 0 or isinstance(value, jax.core.Tracer):
-    raise ValueError(f'{name} must be a positive number; got {value!r}.')
-  number = float(np.asarray(value))
-  if not math.isfinite(number) or number <= 0:
-    raise ValueError(f'{name} must be finite and positive; got {number!r}.')
-  return number
+# Each schedule's peak, read once: optimisers with the 'schedule' or
+# 'corrected' coupling are built again at every trace under
+# optax.inject_hyperparams. Weak keys, so that a schedule's entry goes with it.
+_PEAKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _peak(fn: str, lr: Any, peak_lr: Any) -> float:
-  if peak_lr is not None:
-    return _positive(peak_lr, f'{fn}: peak_lr')
-  if not callable(lr):
-    return _positive(lr, f'{fn}: the learning rate')
+def _read_peak(fn: str, lr: optax.Schedule) -> float:
+  """Evaluates ``lr`` on steps ``0 .. PEAK_HORIZON - 1`` and returns its maximum."""
   steps = np.arange(PEAK_HORIZON, dtype=np.int32)
 
   def evaluate(t: jax.Array) -> jax.Array:
@@ -76,7 +69,35 @@ def _peak(fn: str, lr: Any, peak_lr: Any) -> float:
         f'{PEAK_HORIZON - 1}, the last step searched for its peak; pass '
         'peak_lr.'
     )
-  return _positive(float(values.max()), f'{fn}: the schedule\'s peak')
+  return _checks.positive(float(values.max()), f'{fn}: the schedule\'s peak')
+
+
+def _peak(fn: str, lr: Any, peak_lr: Any) -> Any:
+  """The peak: ``peak_lr``, a constant lr itself, or read from the schedule.
+
+  A traced ``peak_lr`` (injected) passes through; a traced learning rate
+  without one is an error, since its schedule, if any, is out of sight.
+  """
+  if peak_lr is not None:
+    return _checks.positive(peak_lr, f'{fn}: peak_lr', traced=True)
+  if _checks.is_traced(lr):
+    raise ValueError(
+        f'{fn}: the learning rate is a traced value (as optax.inject_hyperparams '
+        'passes it, one step at a time), so its peak cannot be read; pass '
+        'peak_lr.'
+    )
+  if not callable(lr):
+    return _checks.positive(lr, f'{fn}: the learning rate')
+  try:
+    return _PEAKS[lr]
+  except (KeyError, TypeError):  # not read yet; or unhashable, not weakly referable
+    pass
+  value = _read_peak(fn, lr)
+  try:
+    _PEAKS[lr] = value
+  except TypeError:
+    pass
+  return value
 
 
 def peak(lr_schedule: optax.ScalarOrSchedule) -> float:
@@ -87,9 +108,12 @@ def peak(lr_schedule: optax.ScalarOrSchedule) -> float:
     \eta_{\max} = \max_{0 \le t < 2^{20}} \eta_t
 
   where :math:`\eta_t` is the learning rate at step :math:`t`. A number is
-  its own peak. A schedule is evaluated once, on the array of steps
+  its own peak. A schedule is evaluated on the array of steps
   :math:`0, \dots, 2^{20} - 1` (``PEAK_HORIZON``), which works for optax's
-  schedules and any schedule written with ``jax.numpy``. A schedule that
+  schedules and any schedule written with ``jax.numpy``, once: the peak is
+  remembered for as long as the schedule object lives, so building an
+  optimiser again (as ``optax.inject_hyperparams`` does at every trace) does
+  not read it again. A schedule that
   cannot be evaluated on an array, is not finite there, or is still rising at
   the last step searched has no readable peak: that is a ``ValueError``, and
   the caller must give the peak explicitly.
@@ -107,47 +131,51 @@ def peak(lr_schedule: optax.ScalarOrSchedule) -> float:
     >>> schedules.peak(lr), schedules.peak(3e-4)
     (0.5, 0.0003)
   """
-  lr = _rates.check_rate(lr_schedule, 'peak(...): lr_schedule')
-  return _peak('peak(...)', lr, None)
+  lr = _checks.rate(lr_schedule, 'peak(...): lr_schedule')
+  return float(_peak('peak(...)', lr, None))
 
 
-def _map_rate(fn: Any, rate: Any) -> Any:
-  """Applies ``fn`` to every rate in a rate spec, keeping its form."""
-  if isinstance(rate, _rates.Rates):
-    return _rates.rates(
-        {k: fn(v) for k, v in rate.spec.items()}, default=fn(rate.default)
-    )
-  if _rates._is_rate_leaf(rate):
-    return fn(rate)
-  return jax.tree.map(fn, rate, is_leaf=_rates._is_rate_leaf)
+def multiplied(
+    fn: str, lr_schedule: optax.ScalarOrSchedule, rate: _rates.RateLike, peak_lr: Any
+) -> _rates.RateLike:
+  """``rate`` times the multiplier ``lr_t / peak``, keeping the rate's form.
 
+  What :func:`follow` and :func:`corrected` return, and what the optimisers'
+  ``'schedule'`` and ``'corrected'`` couplings use; ``fn`` names the caller in
+  errors.
 
-def _times_multiplier(fn: str, lr_schedule: Any, rate: Any, peak_lr: Any) -> Any:
-  lr = _rates.check_rate(lr_schedule, f'{fn}: lr_schedule')
+  Examples:
+    >>> import optax
+    >>> from wdax import schedules
+    >>> r = schedules.multiplied('mine', optax.linear_schedule(2.0, 0.0, 10), 0.1, None)
+    >>> print(f'{r(0):.3f} {r(5):.3f}')  # the multiplier is lr_t / 2.0
+    0.100 0.050
+  """
+  lr = _checks.rate(lr_schedule, f'{fn}: lr_schedule')
   rate = _rates.check(rate, f'{fn}: rate')
   top = _peak(fn, lr, peak_lr)
 
   def scale(r: Any) -> Any:
-    if _rates.is_static_zero(r):
+    if _checks.is_static_zero(r):
       return r
 
     def schedule(count: jax.Array) -> jax.Array:
       r_t = r(count) if callable(r) else r
       lr_t = lr(count) if callable(lr) else lr
       # The multiplier first: for a constant lr it is exactly 1.
-      return r_t * (jnp.asarray(lr_t, jnp.float32) / jnp.float32(top))
+      return r_t * (jnp.asarray(lr_t, jnp.float32) / jnp.asarray(top, jnp.float32))
 
     return schedule
 
-  return _map_rate(scale, rate)
+  return _rates.map_rates(scale, rate)
 
 
 def follow(
     lr_schedule: optax.ScalarOrSchedule,
-    rate: Any,
+    rate: _rates.RateLike,
     *,
     peak_lr: float | None = None,
-) -> Any:
+) -> _rates.RateLike:
   r"""A rate that follows the shape of a learning-rate schedule.
 
   .. math::
@@ -188,15 +216,15 @@ def follow(
     0.100 0.050
     >>> tx = optax.chain(optax.adam(lr), wdax.decoupled(r))
   """
-  return _times_multiplier('follow(...)', lr_schedule, rate, peak_lr)
+  return multiplied('follow(...)', lr_schedule, rate, peak_lr)
 
 
 def corrected(
     lr_schedule: optax.ScalarOrSchedule,
-    rate: Any,
+    rate: _rates.RateLike,
     *,
     peak_lr: float | None = None,
-) -> Any:
+) -> _rates.RateLike:
   r"""AdamC's corrected rate, for decay tied to a learning-rate schedule.
 
   .. math::
@@ -245,13 +273,13 @@ def corrected(
     >>> print(f'{r(50) * lr(50):.2e}')  # c_t = 0.1 * (5e-4)**2 / 1e-3
     2.50e-05
   """
-  return _times_multiplier('corrected(...)', lr_schedule, rate, peak_lr)
+  return multiplied('corrected(...)', lr_schedule, rate, peak_lr)
 
 
 def _steps_per_epoch(fn: str, steps_per_epoch: Any) -> float:
   if steps_per_epoch is None:
     return 1.0
-  return _positive(steps_per_epoch, f'{fn}: steps_per_epoch')
+  return float(_checks.positive(steps_per_epoch, f'{fn}: steps_per_epoch'))
 
 
 def from_timescale(
@@ -296,8 +324,9 @@ def from_timescale(
     1.0
   """
   fn = 'from_timescale(...)'
-  iterations = _positive(tau, f'{fn}: tau') * _steps_per_epoch(fn, steps_per_epoch)
-  return 1.0 / (_positive(lr, f'{fn}: lr') * iterations)
+  tau = float(_checks.positive(tau, f'{fn}: tau'))
+  iterations = tau * _steps_per_epoch(fn, steps_per_epoch)
+  return 1.0 / (float(_checks.positive(lr, f'{fn}: lr')) * iterations)
 
 
 def timescale(
@@ -331,11 +360,11 @@ def timescale(
     100.0
   """
   fn = 'timescale(...)'
-  if callable(rate) or isinstance(rate, jax.core.Tracer):
+  if callable(rate) or _checks.is_traced(rate):
     raise ValueError(f'{fn}: rate must be a number; got {rate!r}.')
-  r = float(np.asarray(_rates.check_rate(rate, f'{fn}: rate')))
+  r = float(np.asarray(_checks.rate(rate, f'{fn}: rate')))
   per_epoch = _steps_per_epoch(fn, steps_per_epoch)
-  lr = _positive(lr, f'{fn}: lr')
+  lr = float(_checks.positive(lr, f'{fn}: lr'))
   if r == 0:
     return math.inf
   return 1.0 / (lr * r * per_epoch)

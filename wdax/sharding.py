@@ -14,7 +14,12 @@ A strategy names how the state's leaves are laid out over one axis of a
   parameter's shape, so it is split exactly as its parameter is. Scalars (step
   counts) and leaves with no divisible dimension are replicated.
 
-Any other strategy name falls back to ``'replicated'`` with a logged warning.
+Any other strategy name is a ``ValueError``.
+
+Meshes of either axis type work: ``jax.make_mesh`` with its default (explicit)
+axis types, or with ``axis_types=(AxisType.Auto,)``. The steps of
+:mod:`wdax.training` turn explicit axes to Auto inside the step, so a loss
+written without sharding annotations compiles on both.
 
 :func:`init_sharded` initialises an optimiser state under ``jit`` with each
 leaf sharded like the parameter it mirrors, whatever the parameters'
@@ -31,10 +36,12 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+from jax.sharding import AxisType
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
+from wdax import _checks
 from wdax import paths as _paths
 
 STRATEGIES = ('replicated', 'data', 'fsdp')
@@ -43,14 +50,7 @@ _log = logging.getLogger(__name__)
 
 
 def _strategy(strategy: str) -> str:
-  if strategy in STRATEGIES:
-    return strategy
-  _log.warning(
-      'wdax.sharding: unknown strategy %r (known: %s); replicating instead.',
-      strategy,
-      ', '.join(STRATEGIES),
-  )
-  return 'replicated'
+  return _checks.choice(strategy, 'strategy', STRATEGIES, 'strategies')
 
 
 def _axis(mesh: Mesh, axis: str | None) -> str:
@@ -82,6 +82,23 @@ def fsdp_spec(shape: Sequence[int], size: int, axis: str) -> PartitionSpec:
   # jit's cache tells P('x', None) from P('x'), so the next call would compile
   # again.
   return PartitionSpec(*(None,) * best, axis)
+
+
+def _is_explicit(mesh: Mesh) -> bool:
+  return AxisType.Explicit in getattr(mesh, 'axis_types', ())
+
+
+def _typed(mesh: Mesh, spec: PartitionSpec, ndim: int) -> PartitionSpec:
+  """``spec`` as arrays on ``mesh`` come out of a compiled step.
+
+  On an Auto mesh the compiler writes specs without trailing Nones; on an
+  Explicit one the type of an array spells one entry per dimension. jit's
+  cache tells the forms apart, so the state is placed in the form the step
+  returns, and the second step does not compile again.
+  """
+  if not _is_explicit(mesh):
+    return spec
+  return PartitionSpec(*spec, *(None,) * (ndim - len(spec)))
 
 
 def shardings(
@@ -120,17 +137,20 @@ def shardings(
     >>> from wdax import sharding
     >>> mesh = jax.make_mesh((1,), ('data',))
     >>> sh = sharding.shardings({'w': jnp.ones((4, 2)), 'n': jnp.zeros([])}, mesh, 'fsdp')
-    >>> sh['w'].spec, sh['n'].spec
-    (P('data',), P())
+    >>> sh['w'].spec, sh['n'].spec  # make_mesh's default axes are Explicit
+    (P('data', None), P())
+    >>> auto = jax.make_mesh((1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+    >>> sharding.shardings({'w': jnp.ones((4, 2))}, auto, 'fsdp')['w'].spec
+    P('data',)
   """
   strategy = _strategy(strategy)
   axis = _axis(mesh, axis)
   size = mesh.shape[axis]
 
   def one(leaf):
-    if strategy == 'fsdp':
-      return NamedSharding(mesh, fsdp_spec(np.shape(leaf), size, axis))
-    return NamedSharding(mesh, PartitionSpec())
+    shape = np.shape(leaf)
+    spec = fsdp_spec(shape, size, axis) if strategy == 'fsdp' else PartitionSpec()
+    return NamedSharding(mesh, _typed(mesh, spec, len(shape)))
 
   return jax.tree_util.tree_map(one, tree)
 
@@ -146,7 +166,7 @@ def shard(
     >>> mesh = jax.make_mesh((1,), ('data',))
     >>> state = sharding.shard({'w': jnp.ones((4, 2))}, mesh, 'fsdp')
     >>> state['w'].sharding.spec
-    P('data',)
+    P('data', None)
   """
   return jax.device_put(tree, shardings(tree, mesh, strategy, axis=axis))
 
@@ -216,7 +236,7 @@ def create_sharded(
     >>> mesh = jax.make_mesh((1,), ('data',))
     >>> state = sharding.create_sharded(lambda: {'w': jnp.ones((4, 2))}, mesh)
     >>> state['w'].sharding.spec
-    P('data',)
+    P('data', None)
   """
   abstract = jax.eval_shape(fn)
   return jax.jit(fn, out_shardings=shardings(abstract, mesh, strategy, axis=axis))()
@@ -309,7 +329,7 @@ def init_sharded(tx: optax.GradientTransformation, params: Any) -> Any:
     >>> params = sharding.shard({'w': jnp.ones((4, 2))}, mesh, 'fsdp')
     >>> state = sharding.init_sharded(optax.adam(1e-3), params)
     >>> state[0].mu['w'].sharding.spec, state[0].count.sharding.spec
-    (P('data',), P())
+    (P('data', None), P())
   """
   out = opt_state_shardings(tx, params)
   return jax.jit(tx.init, out_shardings=out)(params)

@@ -42,7 +42,11 @@ import numpy as np
 import optax
 from flax import nnx
 from flax.training import train_state
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
+from wdax import _checks
 from wdax import masks as _masks
 from wdax import paths as _paths
 
@@ -95,7 +99,7 @@ def _add3(x, y):
   return x[0] + y[0], x[1] + y[1], x[2] + y[2]
 
 
-def _norms(grads: Any, updates: Any, params: Any, mask: Any) -> Metrics:
+def _norms(grads: Any, updates: Any, params: Any, mask: _masks.MaskLike) -> Metrics:
   """The norms of :func:`wdax.diagnostics.norms`, in one pass per leaf.
 
   One variadic reduction per leaf sums the squares of its gradient, update
@@ -106,14 +110,7 @@ def _norms(grads: Any, updates: Any, params: Any, mask: Any) -> Metrics:
   g_paths, g_leaves, _ = _paths.leaves_with_paths(grads)
   u_paths, u_leaves, _ = _paths.leaves_with_paths(updates)
   for name, other in (('gradients', g_paths), ('updates', u_paths)):
-    if other != p_paths:
-      first = next(
-          (a, b) for a, b in zip(other + [None], p_paths + [None]) if a != b
-      )
-      raise ValueError(
-          f'the {name} and the params differ in structure: path {first[0]!r} '
-          f'where the params have {first[1]!r}.'
-      )
+    _checks.same_paths('metrics', name, other, p_paths, 'params')
   selected = _masks.resolve(mask, params)
   rows, on = [], []
   zero = jnp.zeros([], jnp.float32)
@@ -147,7 +144,7 @@ def _metrics(
     grads: Any,
     updates: Any,
     params: Any,
-    mask: Any,
+    mask: _masks.MaskLike,
     full: bool,
 ) -> Metrics:
   out: Metrics = {'loss': loss.astype(jnp.float32)}
@@ -164,10 +161,56 @@ def _constrain(tree: Any, shardings: Any) -> Any:
   return jax.lax.with_sharding_constraint(tree, shardings)
 
 
+def _explicit_mesh(tree: Any) -> Any:
+  """The abstract mesh of the first leaf sharded over explicit axes, if any."""
+  for leaf in jax.tree_util.tree_leaves(tree):
+    mesh = getattr(getattr(jax.typeof(leaf), 'sharding', None), 'mesh', None)
+    if mesh is not None and not mesh.empty and AxisType.Explicit in mesh.axis_types:
+      return mesh
+  return None
+
+
+def _auto_inside(body: Callable[..., Any], shardings: Any) -> Callable[..., Any]:
+  """``body(state, batch)`` with a mesh's explicit axes turned to Auto inside.
+
+  ``jax.make_mesh`` makes meshes with explicit axes by default; on those every
+  array's type carries its sharding, and a loss written for Auto sharding
+  (FSDP's sharded weights against a sharded batch) is a ``ShardingTypeError``
+  at its first ``dot_general``. Inside the step the axes are Auto, so the
+  compiler places the collectives, as it does on an Auto mesh; the new state
+  comes out with its input's sharding type (or ``shardings``, if given) and
+  the metrics replicated. On an Auto mesh the new state is constrained to
+  ``shardings``, if given.
+  """
+
+  def step(state, batch):
+    mesh = _explicit_mesh((state, batch))
+    if mesh is None:
+      new_state, metrics = body(state, batch)
+      return _constrain(new_state, shardings), metrics
+    axes = [n for n, t in zip(mesh.axis_names, mesh.axis_types) if t == AxisType.Explicit]
+    auto = mesh.update_axis_types({a: AxisType.Auto for a in axes})
+    if shardings is None:
+      state_out = jax.tree.map(
+          lambda x: NamedSharding(mesh, jax.typeof(x).sharding.spec), state
+      )
+    else:
+      state_out = shardings
+    with jax.sharding.use_abstract_mesh(auto):
+      unsharded = jax.tree.map(lambda _: PartitionSpec(), (state, batch))
+      new_state, metrics = body(*jax.sharding.reshard((state, batch), unsharded))
+    replicated = jax.tree.map(lambda _: NamedSharding(mesh, PartitionSpec()), metrics)
+    return jax.sharding.reshard((new_state, metrics), (state_out, replicated))
+
+  return step
+
+
+
+
 def train_step(
     loss_fn: Callable[..., Any],
     *,
-    mask: Any = None,
+    mask: _masks.MaskLike = None,
     metrics: bool = True,
     shardings: Any = None,
     donate: bool = True,
@@ -266,10 +309,10 @@ def train_step(
       aux = extra
     else:
       aux, changes['batch_stats'] = extra
-    new_state = _constrain(state.replace(**changes), shardings)
+    new_state = state.replace(**changes)
     return new_state, _metrics(loss, aux, grads, updates, params, mask, metrics)
 
-  jitted = jax.jit(step, donate_argnums=0 if donate else ())
+  jitted = jax.jit(_auto_inside(step, shardings), donate_argnums=0 if donate else ())
 
   def run(state, batch):
     # Flax's own TrainState.create starts the count as the Python int 0; an
@@ -294,7 +337,7 @@ def nnx_train_step(
     graphdef: nnx.GraphDef,
     loss_fn: Callable[..., Any],
     *,
-    mask: Any = None,
+    mask: _masks.MaskLike = None,
     metrics: bool = True,
     shardings: Any = None,
     donate: bool = True,
@@ -385,10 +428,9 @@ def nnx_train_step(
     new_state = nnx.state((model, optimizer))
     if pure:
       new_state = nnx.as_pure(new_state)
-    new_state = _constrain(new_state, shardings)
     return new_state, _metrics(loss, aux, grads, updates, params, mask, metrics)
 
-  jitted = jax.jit(step, donate_argnums=0 if donate else ())
+  jitted = jax.jit(_auto_inside(step, shardings), donate_argnums=0 if donate else ())
 
   def run(state, batch):
     return jitted(state, batch)

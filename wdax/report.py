@@ -1,4 +1,9 @@
-"""A table of what a decay does to each parameter, to read before training."""
+"""A report of what a decay does to each parameter, to read before training.
+
+:func:`describe` builds a :class:`Report`: one :class:`Row` per leaf (path,
+shape, dtype, size, whether it is decayed and at what rate) and the decayed
+share. ``wdax.describe`` is this function.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from wdax import _checks
 from wdax import masks as _masks
 from wdax import paths as _paths
 from wdax import rate as _rates
+
+__all__ = ['Report', 'Row', 'describe']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +102,12 @@ class Report:
     return table
 
 
-def describe(params: Any, *, rate: Any = None, mask: Any = None) -> Report:
+def describe(
+    params: Any,
+    *,
+    rate: _rates.RateLike | None = None,
+    mask: _masks.MaskLike = None,
+) -> Report:
   """Reports, leaf by leaf, whether and how strongly ``params`` are decayed.
 
   Args:
@@ -128,7 +141,7 @@ def describe(params: Any, *, rate: Any = None, mask: Any = None) -> Report:
   )
   rows = []
   for path, leaf, on, r in zip(all_paths, leaves, selected, leaf_rates):
-    decayed = on and not (r is not None and _rates.is_static_zero(r))
+    decayed = on and not (r is not None and _checks.is_static_zero(r))
     if r is None:
       shown = '-'
     elif not decayed:

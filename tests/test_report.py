@@ -1,4 +1,4 @@
-"""Tests for wdax.describe."""
+"""Tests for wdax.report: wdax.describe and its Report."""
 
 import io
 

@@ -1,0 +1,243 @@
+"""Argument checks and structure errors shared by every wdax module.
+
+Internal: the public modules import it as ``from wdax import _checks`` and
+re-export what users call (``wdax.rate.check_rate`` is :func:`rate`). Each
+check raises a ``ValueError`` that names the argument (and the parameter path,
+where there is one) and returns the value it was given, so a factory reads
+``rate = _checks.rate(rate, 'decoupled(...): rate')``.
+
+Values that are not known yet are let through unchecked: schedules, and
+traced scalars (``vmap``, ``optax.inject_hyperparams`` under ``jit``), whose
+values exist only when the program runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_MAX_LISTED = 10
+
+
+def is_traced(value: Any) -> bool:
+  """Whether ``value`` is a tracer, whose value is unknown until run time."""
+  return isinstance(value, jax.core.Tracer)
+
+
+def is_static_zero(value: Any) -> bool:
+  """Whether ``value`` is a Python zero, which a transform may skip.
+
+  Only Python numbers count: an array zero may be a hyperparameter that
+  ``optax.inject_hyperparams`` changes later, and a traced one is unknown.
+  """
+  return (
+      isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+  )
+
+
+def _where(path: str | None) -> str:
+  return f' for parameter path {path!r}' if path is not None else ''
+
+
+def _scalar(value: Any, name: str, path: str | None, kind: str) -> float:
+  """The float value of a static scalar, or a ValueError naming ``name``."""
+  if isinstance(value, bool) or not isinstance(
+      value, (int, float, np.number, np.ndarray, jax.Array)
+  ):
+    raise ValueError(
+        f'{name}{_where(path)} must be {kind}; got {type(value).__name__} '
+        f'{value!r}.'
+    )
+  if np.ndim(value) != 0:
+    raise ValueError(
+        f'{name}{_where(path)} must be a scalar; got shape {np.shape(value)}.'
+    )
+  dtype = _dtype(value)
+  if not jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(
+      dtype, jnp.complexfloating
+  ):
+    raise ValueError(
+        f'{name}{_where(path)} must be a real number; got dtype {dtype}.'
+    )
+  return float(np.asarray(value))
+
+
+def rate(value: Any, name: str, path: str | None = None) -> Any:
+  """A non-negative, finite rate: a number, scalar array or schedule.
+
+  Schedules and traced values pass through unchecked. Returns ``value``.
+
+  Examples:
+    >>> from wdax import _checks
+    >>> _checks.rate(0.1, 'rate')
+    0.1
+    >>> _checks.rate(-1.0, 'decoupled(...): rate')
+    Traceback (most recent call last):
+    ...
+    ValueError: decoupled(...): rate must be finite and non-negative; got -1.0.
+  """
+  if callable(value) or is_traced(value):
+    return value
+  number = _scalar(value, name, path, 'a number, scalar array or schedule')
+  if not math.isfinite(number) or number < 0:
+    raise ValueError(
+        f'{name}{_where(path)} must be finite and non-negative; got {number!r}.'
+    )
+  return value
+
+
+def number(value: Any, name: str, *, minimum: float = 0.0) -> Any:
+  """A finite real number at least ``minimum``, not a schedule; traced passes.
+
+  For hyperparameters such as momentum or Adam's betas, which
+  ``optax.inject_hyperparams`` may hand over as traced scalars.
+  """
+  if is_traced(value):
+    return value
+  if callable(value):
+    raise ValueError(f'{name} must be a number, not a schedule; got {value!r}.')
+  number_ = _scalar(value, name, None, 'a number')
+  if not math.isfinite(number_) or number_ < minimum:
+    raise ValueError(
+        f'{name} must be finite and at least {minimum:g}; got {number_!r}.'
+    )
+  return value
+
+
+def positive(value: Any, name: str, *, traced: bool = False) -> Any:
+  """A finite, strictly positive number; a schedule is refused.
+
+  Traced values pass through when ``traced`` (their sign is unknown); otherwise
+  they are refused too, for places that need the value now.
+  """
+  if is_traced(value):
+    if traced:
+      return value
+    raise ValueError(
+        f'{name} must be a positive number known when it is given, not a traced '
+        'value.'
+    )
+  if callable(value):
+    raise ValueError(f'{name} must be a positive number, not a schedule.')
+  number_ = _scalar(value, name, None, 'a positive number')
+  if not math.isfinite(number_) or number_ <= 0:
+    raise ValueError(f'{name} must be finite and positive; got {number_!r}.')
+  return value
+
+
+def count(value: Any, name: str, *, minimum: int = 0) -> int:
+  """An int at least ``minimum`` (not a bool); returns it as a Python int."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f'{name} must be an int; got {type(value).__name__} {value!r}.')
+  if value < minimum:
+    raise ValueError(f'{name} must be at least {minimum}; got {value!r}.')
+  return int(value)
+
+
+def choice(
+    value: Any, name: str, choices: Sequence[str], plural: str | None = None
+) -> str:
+  """One of ``choices``; the error lists them."""
+  if not isinstance(value, str) or value not in choices:
+    raise ValueError(
+        f'unknown {name} {value!r}; valid {plural or name + "s"} are '
+        f'{", ".join(map(repr, choices))}.'
+    )
+  return value
+
+
+def listing(all_paths: Sequence[str]) -> str:
+  """Formats up to ten paths for an error message."""
+  shown = ', '.join(repr(p) for p in all_paths[:_MAX_LISTED])
+  more = len(all_paths) - _MAX_LISTED
+  if more > 0:
+    shown += f', ... ({more} more)'
+  return f'available paths: [{shown}]' if all_paths else 'the tree has no leaves'
+
+
+def first_difference(
+    paths: Sequence[str], expected: Sequence[str]
+) -> tuple[str | None, str | None] | None:
+  """The first pair of paths that differ, ``None`` standing for "no more"."""
+  for a, b in zip([*paths, None], [*expected, None]):
+    if a != b:
+      return a, b
+  return None
+
+
+def same_paths(
+    fn: str, what: str, paths: Sequence[str], expected: Sequence[str], than: str
+) -> None:
+  """Raises a ValueError naming the first path where ``paths`` differ.
+
+  ``what`` and ``than`` name the two trees, e.g. ``'updates'`` and ``'params'``.
+  """
+  differ = first_difference(paths, expected)
+  if differ is not None:
+    raise ValueError(
+        f'{fn}: {what} and {than} differ in structure: {what} path '
+        f'{differ[0]!r} where {than} have {differ[1]!r}; {listing(list(expected))}.'
+    )
+
+
+def _dtype(x: Any) -> Any:
+  return x.dtype if hasattr(x, 'dtype') else np.result_type(x)
+
+
+def _same_kind(u: Any, p: Any) -> bool:
+  du, dp = _dtype(u), _dtype(p)
+  if not jnp.issubdtype(dp, jnp.inexact):
+    # Never decayed, so passed through whatever it is (optax's Adam gives an
+    # integer parameter a float32 update).
+    return True
+  # A floating parameter may get a wider update (optax's Adam with mu_dtype,
+  # or hyperparameters injected in float32, give bfloat16 params float32
+  # updates), but not an integer one, nor a complex one for real weights.
+  if jnp.issubdtype(dp, jnp.complexfloating):
+    return bool(jnp.issubdtype(du, jnp.complexfloating))
+  return bool(jnp.issubdtype(du, jnp.floating))
+
+
+def _kind_message(u: Any, p: Any) -> str:
+  return f'the update is {_dtype(u)} where the parameter is {_dtype(p)}'
+
+
+def agree(
+    fn: str,
+    paths: Sequence[str],
+    updates: Sequence[Any],
+    params: Sequence[Any],
+) -> None:
+  """Checks with chex that each update has its parameter's shape and kind.
+
+  ``None`` updates (passed through, as ``optax.add_decayed_weights`` does)
+  are skipped. A floating parameter needs a floating update (possibly wider),
+  a complex one a complex update; other parameters are never decayed and
+  their updates pass as they are. Runs at trace time, so it costs nothing in
+  a compiled step.
+  """
+  pairs = [(p, u, q) for p, u, q in zip(paths, updates, params) if u is not None]
+  us = {p: u for p, u, _ in pairs}
+  ps = {p: q for p, _, q in pairs}
+  try:
+    chex.assert_trees_all_equal_shapes(us, ps)
+    chex.assert_trees_all_equal_comparator(_same_kind, _kind_message, us, ps)
+  except AssertionError as e:
+    raise ValueError(f'{fn}: updates and params disagree. {e}') from None
+
+
+def callable_mask(mask: Any) -> bool:
+  """optax's rule for a mask: a function exactly when its leaves are callables.
+
+  An Equinox-style module that is both callable and a pytree of bools is a
+  mask tree, as in ``optax.masked``.
+  """
+  leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(callable, mask))
+  return bool(leaves) and all(leaves)
+
