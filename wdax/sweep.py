@@ -82,7 +82,7 @@ def _after_adam(decay_fn):
 
 def _adamw(coupling):
   def kind(rate, lr, mask):
-    return _optimizers.adamw(lr, rate, mask=mask, coupling=coupling)
+    return _optimizers.adamw(lr, weight_decay=rate, mask=mask, coupling=coupling)
 
   return kind
 
