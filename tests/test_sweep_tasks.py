@@ -390,3 +390,38 @@ def test_mean_weights_rows():
   values = jnp.array([[1.0, 3.0], [5.0, 7.0], [100.0, 100.0]])
   assert float(sweep.mean(values, jnp.array([1.0, 1.0, 0.0]))) == 4.0
   assert float(sweep.mean(values)) == pytest.approx(216 / 6)
+
+
+class _Deterministic(nn.Module):
+  """Flax's own convention: a ``deterministic`` flag for dropout."""
+
+  @nn.compact
+  def __call__(self, x, *, deterministic=True):
+    x = nn.Dropout(0.5, deterministic=deterministic)(nn.relu(nn.Dense(16)(x)))
+    return nn.Dense(3)(x)
+
+
+def test_a_deterministic_flag_is_the_negation_of_training():
+  data = _classes()
+  model = _Deterministic()
+  result = sweep.grid(
+      sweep.classifier(model), data, {'rate': [0.1]}, optimizer=sweep.kind('l2', lr=LR),
+      folds=2, seeds=[5], epochs=2, batch_size=8,
+  )
+
+  def init(key):
+    return model.init(key, data['x'][:1])['params'], {}
+
+  def loss(params, state, batch, key, hp):
+    logits = model.apply(
+        {'params': params}, batch['x'], deterministic=False, rngs={'dropout': key}
+    )
+    return _cross_entropy(logits, batch['y']), state
+
+  def tx(hp):
+    return optax.chain(wdax.l2(hp['rate']), optax.adam(LR))
+
+  for k, val in enumerate(folds_of(result)):
+    params, _ = loop(init, loss, tx, {'rate': 0.1}, data, ~val, seed=5, epochs=2, batch_size=8)
+    logits = model.apply({'params': params}, data['x'][val])
+    _assert_metrics(result, 0, k, {'val_loss': _cross_entropy(logits, data['y'][val])})

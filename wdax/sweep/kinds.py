@@ -83,6 +83,14 @@ class Kind:
 
   Made by :func:`kind`. Frozen and compared by its fields, so two equal
   kinds share compiled programs.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from wdax import sweep
+    >>> adamw = sweep.kind('adamw', lr=1e-2)
+    >>> adamw == sweep.kind('adamw', lr=1e-2)
+    True
+    >>> state = adamw(rate=0.1).init({'w': jnp.ones(2)})  # lr 1e-2 from the kind
   """
 
   name: str

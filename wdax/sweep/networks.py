@@ -9,7 +9,7 @@ a training step returns it as the model updated it, and evaluation reads it
 
 The model is called with the input and, when its ``__call__`` accepts them,
 the keywords ``train`` (``True`` in a training step, ``False`` when
-evaluating) and ``dropout`` (``hp['dropout']``, when the space sweeps it), and
+evaluating), ``deterministic`` (its negation, Flax's own name) and ``dropout`` (``hp['dropout']``, when the space sweeps it), and
 for an NNX model ``rngs`` (an ``nnx.Rngs`` whose ``dropout`` stream is the
 step's key). A linen model gets the step's key as its ``'dropout'`` RNG. An NNX
 model is put in training mode (``model.train()``: dropout on, batch
@@ -30,7 +30,7 @@ import jax
 from flax import nnx
 
 # Keywords a model may accept, passed by the built-in tasks.
-_KEYWORDS = ('train', 'dropout', 'rngs')
+_KEYWORDS = ('train', 'deterministic', 'dropout', 'rngs')
 
 
 def _accepts(fn: Callable[..., Any]) -> frozenset[str]:
@@ -82,6 +82,8 @@ class Network:
     accepted, out = self.keywords, {}
     if 'train' in accepted:
       out['train'] = train
+    if 'deterministic' in accepted:
+      out['deterministic'] = not train
     if 'dropout' in accepted and 'dropout' in hp:
       out['dropout'] = hp['dropout']
     if 'rngs' in accepted and key is not None:
