@@ -35,22 +35,23 @@ def test_evaluation_points():
   np.testing.assert_array_equal(planning.evaluation_points(13, 5), [3, 5, 8, 10, 13])
 
 
-def test_traced_bytes_counts_what_is_materialised():
+def test_traced_counts_what_is_materialised():
   def fn(a, b):
     c = a @ b  # (4, 3) float32: 48 bytes
     return jnp.sum(jnp.exp(c) + 1.0, axis=0)  # (3,): 12 bytes; the exp fuses
 
   a = jax.ShapeDtypeStruct((4, 5), jnp.float32)
   b = jax.ShapeDtypeStruct((5, 3), jnp.float32)
-  assert planning.traced_bytes(fn, a, b) == 48 + 12
+  size, out = planning.traced(fn, a, b)
+  assert size == 48 + 12 and out.shape == (3,)
 
 
 def test_bytes_per_configuration_by_hand():
   params = {'w': jax.ShapeDtypeStruct((10,), jnp.float32)}
   opt_state = (jax.ShapeDtypeStruct((10,), jnp.float32),) * 2
   state = {'mean': jax.ShapeDtypeStruct((5,), jnp.float32)}
-  expected = 4 * 40 + 80 + 2 * 20 + 2 * (100 + 1000)
-  assert planning.bytes_per_configuration(params, opt_state, state, 100, 1000) == expected
+  expected = 4 * 40 + 80 + 2 * 20 + 2 * 100 * 7
+  assert planning.bytes_per_configuration(params, opt_state, state, 100.0, 7) == expected
 
 
 def test_devices():

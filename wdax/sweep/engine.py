@@ -297,7 +297,8 @@ def seed_variables(job: Job, data: Any, seeds: Sequence[int]) -> tuple[Any, Any]
   """Initial ``(params, state)`` per seed, stacked on a leading axis."""
   init, batch = initializer(job), first_example(data)
   made = [init(jax.random.key(s), batch) for s in seeds]
-  return jax.tree.map(lambda *a: jnp.stack(a), *made)
+  # Stacked on the host: jnp.stack would compile a program per leaf shape.
+  return jax.tree.map(lambda *a: _stack(a), *made)
 
 
 _TESTERS: dict[Any, Any] = {}
@@ -479,8 +480,19 @@ def train(
   )
 
 
+def _is_key(a: Any) -> bool:
+  return jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+
+
+def _stack(arrays: Sequence[Any]) -> Any:
+  """Arrays stacked on a new leading axis, on the host but for random keys."""
+  if _is_key(arrays[0]):
+    return jnp.stack(arrays)
+  return np.stack([np.asarray(a) for a in arrays])
+
+
 def _concatenate(arrays: Sequence[Any]) -> Any:
-  if jax.dtypes.issubdtype(arrays[0].dtype, jax.dtypes.prng_key):
+  if _is_key(arrays[0]):
     return jnp.concatenate(arrays)
   return np.concatenate(arrays)
 

@@ -122,24 +122,27 @@ def _jaxpr_bytes(jaxpr: Any) -> int:
   return total
 
 
-def traced_bytes(fn: Callable[..., Any], *abstract: Any) -> int:
-  """Bytes of the values ``fn`` materialises (matrix products, reductions,
-  gathers), traced on ``abstract`` arguments; nothing is computed."""
-  return _jaxpr_bytes(jax.make_jaxpr(fn)(*abstract).jaxpr)
+def traced(fn: Callable[..., Any], *abstract: Any) -> tuple[int, Any]:
+  """``(bytes, out)``: the bytes of the values ``fn`` materialises (matrix
+  products, reductions, gathers), traced on ``abstract`` arguments, and the
+  shapes of its outputs; nothing is computed."""
+  jaxpr, out = jax.make_jaxpr(fn, return_shape=True)(*abstract)
+  return _jaxpr_bytes(jaxpr.jaxpr), out
 
 
 def bytes_per_configuration(
-    params: Any, opt_state: Any, state: Any, step: int, evaluation: int
+    params: Any, opt_state: Any, state: Any, per_example: float, rows: int
 ) -> int:
   """A rough upper estimate of one configuration's device memory.
 
   The parameters four times (themselves, gradients, updates, new values),
-  the optimiser state, the model state twice, and twice the values a
-  training step (``step``) and an evaluation over every example
-  (``evaluation``) materialise, for the elementwise results XLA keeps
-  besides them.
+  the optimiser state, the model state twice, and twice what the forward
+  pass materialises per example (``per_example``), for the elementwise
+  results XLA keeps besides, over ``rows`` examples at once (an evaluation
+  over all of them and a few minibatches).
   """
-  return 4 * nbytes(params) + nbytes(opt_state) + 2 * nbytes(state) + 2 * (step + evaluation)
+  activations = 2 * per_example * rows
+  return int(4 * nbytes(params) + nbytes(opt_state) + 2 * nbytes(state) + activations)
 
 
 def default_budget(devices: Sequence[Any]) -> int:

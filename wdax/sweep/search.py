@@ -64,7 +64,7 @@ def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int
   hp = {n: jax.ShapeDtypeStruct((), np.float32) for n in job.names}
   rows = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype), data)
   weight = jax.ShapeDtypeStruct((batch_size,), np.float32)
-  out = jax.eval_shape(job.loss, params, state, rows, key, hp, weight)
+  forward, out = planning.traced(job.loss, params, state, rows, key, hp, weight)
   expected = '(loss, metrics, state)' if job.task.stateful else '(loss, metrics)'
   if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[1], Mapping)):
     raise ValueError(f'the task loss must return {expected}; got {out!r}.')
@@ -87,16 +87,12 @@ def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int
     )
   job = dataclasses.replace(job, metrics=tuple(metrics), full_batches=_full_batches(job, state))
   opt_state = jax.eval_shape(lambda p, hp: job.tx(hp).init(p), params, hp)
-  carry = (params, opt_state, state)
-  step = planning.traced_bytes(
-      engine.stepper(job), carry, rows, weight, key, hp
+  # An evaluation over every example, and a minibatch forward, backward and
+  # spare, at the forward pass's bytes per example.
+  rows_at_once = jax.tree.leaves(data)[0].shape[0] + 3 * batch_size
+  return job, planning.bytes_per_configuration(
+      params, opt_state, state, forward / batch_size, rows_at_once
   )
-  n = jax.tree.leaves(data)[0].shape[0]
-  evaluation = planning.traced_bytes(
-      engine.evaluator(job), params, state, hp, data,
-      jax.ShapeDtypeStruct((2, n), np.float32),
-  )
-  return job, planning.bytes_per_configuration(params, opt_state, state, step, evaluation)
 
 
 def _full_batches(job: engine.Job, state: Any) -> bool:
@@ -116,6 +112,11 @@ def _prepare(
     exclude: tuple[str, ...] = (),
 ) -> _Prepared:
   """Checks every argument of ``fn``; the one place the sweep validates."""
+  with engine.collector_paused():
+    return _check(fn, task, data, space, optimizer, given, exclude)
+
+
+def _check(fn, task, data, space, optimizer, given, exclude) -> _Prepared:
   settings = _settings.make(fn, given, exclude=exclude)
   if not isinstance(task, Task):
     raise TypeError(
