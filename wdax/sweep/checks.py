@@ -1,8 +1,10 @@
 """What the sweep's modules share: argument checks, each error naming the
-argument, and a small cache."""
+argument, a small cache, and a pause of the garbage collector for tracing."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -73,3 +75,21 @@ def remember(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
     while len(cache) > _KEEP:
       del cache[next(iter(cache))]
   return cache[key]
+
+
+@contextlib.contextmanager
+def collector_paused():
+  """Pauses Python's cyclic garbage collector while programs are traced.
+
+  Tracing allocates many short-lived objects, and the full collections they
+  trigger walk every object JAX, Flax and optax hold: about a third of the
+  tracing time. All tracing happens in the calling thread; the pool threads
+  only compile.
+  """
+  enabled = gc.isenabled()
+  gc.disable()
+  try:
+    yield
+  finally:
+    if enabled:
+      gc.enable()

@@ -23,9 +23,7 @@ What makes it quick, each measured (``benchmarks/RESULTS.md``):
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
-import gc
 import math
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -84,24 +82,6 @@ class Job:
     """``(params, state)`` from the task's ``init``."""
     out = self.task.init(key, batch)
     return out if self.task.stateful else (out, {})
-
-
-@contextlib.contextmanager
-def collector_paused():
-  """Pauses Python's cyclic garbage collector while programs are traced.
-
-  Tracing allocates many short-lived objects, and the full collections they
-  trigger walk every object JAX, Flax and optax hold: about a third of the
-  tracing time. All tracing happens in the calling thread; the pool threads
-  only compile.
-  """
-  enabled = gc.isenabled()
-  gc.disable()
-  try:
-    yield
-  finally:
-    if enabled:
-      gc.enable()
 
 
 def _vector(job: Job, loss, metrics) -> jax.Array:
@@ -180,7 +160,7 @@ class Programs:
     leaves, treedef = jax.tree.flatten(abstract)
     signature = (name, treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves))
     if signature not in self.compiled:
-      with collector_paused():
+      with checks.collector_paused():
         lowered = getattr(self, name).lower(*abstract)
       self.compiled[signature] = pool.submit(lowered.compile)
     return self.compiled[signature]
@@ -318,7 +298,7 @@ def tester(job: Job, pool: concurrent.futures.Executor, one: Any, test: Any, cpu
     return jax.jit(metrics)
 
   fn = checks.remember(_TESTERS, (job.task, job.metrics), make)
-  with collector_paused():
+  with checks.collector_paused():
     lowered = fn.lower(*one, test)
   return pool.submit(lowered.compile, _FAST_COMPILE if cpu else None)
 
@@ -420,16 +400,16 @@ def train(
     column = {n: jax.ShapeDtypeStruct((size,), np.float32) for n in hp}
     ints = jax.ShapeDtypeStruct((size,), np.int32)
     init_args = (column, ints, *seeded)
-    with collector_paused():
-      carry = jax.eval_shape(compiled.init, *init_args)
+    with checks.collector_paused():
+      shapes = jax.eval_shape(compiled.init, *init_args)
     scalar = jax.ShapeDtypeStruct((), np.int32)
     run_args = (
-        carry, ints, ints, ints, column, *jax.tree.map(_like, placed),
+        shapes, ints, ints, ints, column, *jax.tree.map(_like, placed),
         jax.ShapeDtypeStruct(orders_shape, np.int32), scalar, scalar, scalar,
     )
     run_future = compiled.compile(pool, 'run', *run_args)
     init_future = compiled.compile(pool, 'init', *init_args)
-    with collector_paused():
+    with checks.collector_paused():
       seed_params, seed_state = planning.put(seed_variables(job, data, distinct.tolist()), replicated)
     test_future = None
     if test is not None:
@@ -442,26 +422,26 @@ def train(
     for c in range(chunks):
       part = slice(c * size, (c + 1) * size)
       args = planning.put((seed[part], which[part], split[part], {n: v[part] for n, v in hp.items()}), config)
-      state = init(args[3], args[1], seed_params, seed_state)
+      carry = init(args[3], args[1], seed_params, seed_state)
       steps = np.int32(batches[split[part]].max())
       metrics, tested = [], []
       for j, segment in enumerate(segments):
-        state, m = run(
-            state, *args, *placed, segment_orders(j), steps, np.int32(len(segment)),
+        carry, m = run(
+            carry, *args, *placed, segment_orders(j), steps, np.int32(len(segment)),
             np.int32(segment.start),
         )
         metrics.append(planning.host(m))
         if test_future is not None:
           real = min(size, total - c * size)
           tested.append(
-              _test(test_future.result(), planning.host((state[0], state[2])), real, hp, part, test)
+              _test(test_future.result(), planning.host((carry[0], carry[2])), real, hp, part, test)
           )
         if progress is not None:
           progress(c * len(points) + len(metrics), calls)
       outputs.append((
           np.stack(metrics, axis=1),
           np.stack(tested, axis=1) if test_future is not None else None,
-          planning.host((state[0], state[2])) if keep_params else None,
+          planning.host((carry[0], carry[2])) if keep_params else None,
       ))
   metrics, tested, kept_vars = zip(*outputs)
   params = model_state = None

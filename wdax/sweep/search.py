@@ -33,6 +33,8 @@ Progress = Callable[[int, int], None] | None
 
 @dataclasses.dataclass(frozen=True)
 class _Prepared:
+  """The checked arguments of an entry point, and what follows from them."""
+
   settings: _settings.Settings
   data: Any
   n: int
@@ -40,6 +42,10 @@ class _Prepared:
   job: engine.Job
   devices: list[Any]
   per_configuration: int
+  fold_ids: np.ndarray | None  # None for fit
+  train_table: np.ndarray  # (folds, n): 1 where a fold trains; one row for fit
+  val_table: np.ndarray
+  test: Any
 
 
 _DESCRIBED: dict[Any, Any] = {}
@@ -102,6 +108,26 @@ def _full_batches(job: engine.Job, state: Any) -> bool:
   return not job.task.weighted or bool(jax.tree.leaves(state))
 
 
+def _check_test(task: Task, data: Any, test: Any) -> Any:
+  if test is None:
+    return None
+  test, _ = _folds.check_data(test, 'test')
+  if jax.tree.structure(test) != jax.tree.structure(data):
+    raise ValueError(
+        f'test must have the structure of data: {jax.tree.structure(test)} vs '
+        f'{jax.tree.structure(data)}.'
+    )
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(test), jax.tree.leaves(data)):
+    if a.shape[1:] != b.shape[1:]:
+      raise ValueError(
+          f'test{jax.tree_util.keystr(path)} has shape {a.shape[1:]} per example; '
+          f'data has {b.shape[1:]}.'
+      )
+  if task.check is not None:
+    task.check(test)
+  return jax.device_put(test)
+
+
 def _prepare(
     fn: str,
     task: Task,
@@ -109,14 +135,18 @@ def _prepare(
     space: Any,
     optimizer: Optimizer,
     given: dict[str, Any],
-    exclude: tuple[str, ...] = (),
+    *,
+    test: Any = None,
+    choice: tuple[str, str | None, bool | str] | None = None,
 ) -> _Prepared:
-  """Checks every argument of ``fn``; the one place the sweep validates."""
-  with engine.collector_paused():
-    return _check(fn, task, data, space, optimizer, given, exclude)
+  """Checks every argument of ``fn``; the one place the sweep validates,
+  before anything compiles."""
+  with checks.collector_paused():
+    return _check(fn, task, data, space, optimizer, given, test, choice)
 
 
-def _check(fn, task, data, space, optimizer, given, exclude) -> _Prepared:
+def _check(fn, task, data, space, optimizer, given, test, choice) -> _Prepared:
+  exclude = _settings.GRID_ONLY if fn == 'fit' else ()
   settings = _settings.make(fn, given, exclude=exclude)
   if not isinstance(task, Task):
     raise TypeError(
@@ -134,7 +164,22 @@ def _check(fn, task, data, space, optimizer, given, exclude) -> _Prepared:
       metrics=(), batch_size=settings.batch_size, full_batches=False, guard=False,
   )
   job, per_configuration = _describe(job, data, settings.batch_size)
-  return _Prepared(settings, data, n, space, job, devices, per_configuration)
+  if fn == 'fit':
+    ids, where = None, 'the data'
+    val = train = np.ones((1, n), bool)
+  else:
+    ids, where = _folds.fold_ids(task, data, n, settings.folds, settings.fold_seed), 'fold {}'
+    val = ids[None, :] == np.arange(ids.max() + 1)[:, None]
+    train = ~val
+  _check_batches(job, train, where)
+  if choice is not None:
+    names = ('loss', *job.metrics)
+    metrics = tuple(f'{side}_{m}' for side in ('train', 'val') for m in names)
+    results.check_choice(metrics, space.names, *choice)
+  return _Prepared(
+      settings, data, n, space, _guarded(job, train), devices, per_configuration,
+      ids, train, val, _check_test(task, data, test),
+  )
 
 
 def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None:
@@ -160,19 +205,15 @@ def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
-def _cross_validate(prep: _Prepared, progress: Progress) -> tuple[Result, engine.Job]:
-  s = prep.settings
-  ids = _folds.fold_ids(prep.job.task, prep.data, prep.n, s.folds, s.fold_seed)
-  count = int(ids.max()) + 1
-  val = ids[None, :] == np.arange(count)[:, None]
-  _check_batches(prep.job, ~val, 'fold {}')
-  job = _guarded(prep.job, ~val)
+def _cross_validate(prep: _Prepared, progress: Progress) -> Result:
+  s, job = prep.settings, prep.job
+  count = len(prep.val_table)
   p, k, r = np.meshgrid(
       np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
   )
   columns = prep.space.columns()
   trained = engine.train(
-      job, prep.data, ~val, val,
+      job, prep.data, prep.train_table, prep.val_table,
       {n: c[p.ravel()] for n, c in columns.items()},
       np.asarray(s.seeds)[r.ravel()], k.ravel(),
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
@@ -184,13 +225,12 @@ def _cross_validate(prep: _Prepared, progress: Progress) -> tuple[Result, engine
   for side, prefix in ((0, 'train'), (1, 'val')):
     for name, values in _metric_curves(job, trained.metrics[:, :, side], prefix).items():
       curves[name] = values.reshape(shape)
-  result = Result(
+  return Result(
       points=prep.space.points(), curves=dict(sorted(curves.items(), key=_order)),
-      epochs=trained.epochs, fold_ids=ids, seeds=s.seeds,
+      epochs=trained.epochs, fold_ids=prep.fold_ids, seeds=s.seeds,
       chunk_size=trained.chunk_size, chunks=trained.chunks, devices=trained.devices,
       bytes_per_configuration=trained.bytes_per_configuration,
   )
-  return result, job
 
 
 def _order(item: tuple[str, Any]) -> tuple[int, int]:
@@ -272,28 +312,7 @@ def grid(
     >>> result.metrics
     ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy')
   """
-  prep = _prepare('grid', task, data, space, optimizer, settings)
-  return _cross_validate(prep, progress)[0]
-
-
-def _check_test(task: Task, data: Any, test: Any) -> Any:
-  if test is None:
-    return None
-  test, _ = _folds.check_data(test, 'test')
-  if jax.tree.structure(test) != jax.tree.structure(data):
-    raise ValueError(
-        f'test must have the structure of data: {jax.tree.structure(test)} vs '
-        f'{jax.tree.structure(data)}.'
-    )
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(test), jax.tree.leaves(data)):
-    if a.shape[1:] != b.shape[1:]:
-      raise ValueError(
-          f'test{jax.tree_util.keystr(path)} has shape {a.shape[1:]} per example; '
-          f'data has {b.shape[1:]}.'
-      )
-  if task.check is not None:
-    task.check(test)
-  return jax.device_put(test)
+  return _cross_validate(_prepare('grid', task, data, space, optimizer, settings), progress)
 
 
 def _refit(
@@ -304,7 +323,6 @@ def _refit(
   # Every example trains. ``rows`` copies of the table give it the shape of
   # the grid's fold tables when a refit reuses the grid's program.
   table = np.ones((rows, prep.n), bool)
-  _check_batches(job, table, 'the data')
   seeds = np.asarray(s.seeds)
   trained = engine.train(
       job, prep.data, table, table,
@@ -377,10 +395,8 @@ def fit(
   if not isinstance(point, Mapping):
     raise ValueError(f'point must be a dict of one value per name; got {point!r}.')
   space = {name: [value] for name, value in point.items()}
-  prep = _prepare('fit', task, data, space, optimizer, settings, _settings.GRID_ONLY)
-  test = _check_test(task, prep.data, test)
-  job = _guarded(prep.job, np.ones((1, prep.n), bool))
-  return _refit(job, prep, prep.space.points()[0], test, progress)
+  prep = _prepare('fit', task, data, space, optimizer, settings, test=test)
+  return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
 
 
 # A refit reuses the grid's compiled program, padding its chunk with copies,
@@ -448,13 +464,13 @@ def select(
     >>> found.refit.point == found.choice.point == found.result.best('val_loss')
     True
   """
-  prep = _prepare('select', task, data, space, optimizer, settings)
-  names = ('loss', *prep.job.metrics)
-  metrics = tuple(f'{side}_{m}' for side in ('train', 'val') for m in names)
-  results.check_choice(metrics, prep.space.names, metric, mode, one_se)
-  test = _check_test(task, prep.data, test)
-  result, job = _cross_validate(prep, progress)
+  prep = _prepare(
+      'select', task, data, space, optimizer, settings, test=test,
+      choice=(metric, mode, one_se),
+  )
+  result = _cross_validate(prep, progress)
   choice = result.choose(metric, mode, one_se)
+  job, test = prep.job, prep.test
   reuse = result.chunk_size <= _REUSE_PER_DEVICE * len(prep.devices)
   if reuse:
     refit = _refit(
