@@ -151,7 +151,7 @@ MASK = wdax.masks.flax_default()
 @functools.cache
 def _loop_functions(hidden: int, lr: float):
   """The loop's jitted step and accuracy, built once so --warm reuses them."""
-  model = sweep.MLP(hidden=(hidden,), classes=10)
+  model = sweep.MLP(hidden=(hidden,), outputs=10)
   mask = MASK
 
   def loss_fn(params, xb, yb):
@@ -187,10 +187,11 @@ def _cross_validate_and_refit(args, data, rates, train, evaluate) -> dict:
   in accuracy going to the lower loss, as in wdax)."""
   x_train, x_test, y_train, y_test = data
   with Timer() as t:
-    folds = sweep.stratified_folds(y_train, args.folds)
+    ids = sweep.stratified_folds(y_train, args.folds)
     scores = np.zeros((len(rates), args.folds, 2))
     for i, rate in enumerate(rates):
-      for k, val in enumerate(folds):
+      for k in range(args.folds):
+        val = ids == k
         params = train(x_train[~val], y_train[~val], rate, seed=0)
         scores[i, k] = evaluate(params, x_train[val], y_train[val])
     accuracy, loss = scores.mean(1).T
@@ -233,7 +234,7 @@ def run_naive_loop(args, data, rates):
   ``TrainState``, a static field, so each training compiles the step anew."""
   from flax.training import train_state
 
-  model = sweep.MLP(hidden=(args.hidden,), classes=10)
+  model = sweep.MLP(hidden=(args.hidden,), outputs=10)
   mask = MASK
 
   @jax.jit
@@ -261,28 +262,29 @@ def run_naive_loop(args, data, rates):
   return _cross_validate_and_refit(args, data, rates, train, _evaluator(model))
 
 
+def _choice(criterion: str) -> dict:
+  """``select``'s metric and mode for a --criterion."""
+  if criterion == 'loss':
+    return {'metric': 'val_loss', 'mode': 'min'}
+  return {'metric': 'val_accuracy', 'mode': 'max'}
+
+
 def run_wdax(args, data, rates):
   x_train, x_test, y_train, y_test = data
-  model = sweep.MLP(hidden=(args.hidden,), classes=10)
-  settings = dict(
-      kind='adamw',
-      lr=args.lr,
-      mask=MASK,
-      epochs=args.epochs,
-      batch_size=args.batch_size,
-      devices=args.devices,
-  )
+  task = sweep.classifier(sweep.MLP(hidden=(args.hidden,), outputs=10))
   with Timer() as t:
     found = sweep.select(
-        model, x_train, y_train, rates, test=(x_test, y_test), folds=args.folds,
-        criterion=args.criterion, **settings,
+        task, {'x': x_train, 'y': y_train}, {'rate': rates},
+        optimizer=sweep.kind('adamw', lr=args.lr, mask=MASK),
+        test={'x': x_test, 'y': y_test}, folds=args.folds, epochs=args.epochs,
+        batch_size=args.batch_size, devices=args.devices, **_choice(args.criterion),
     )
   return {
       'wall': t.wall,
       'cpu': t.cpu,
-      'rate': found.choice.rate,
+      'rate': found.choice.point['rate'],
       'cv_accuracy': float(found.result.summary('val_accuracy')[0][found.choice.index]),
-      'test_accuracy': float(found.refit.curves['test_accuracy'][0, -1]),
+      'test_accuracy': found.refit.test['accuracy'],
       'chunk_size': found.result.chunk_size,
       'devices': found.result.devices,
   }
@@ -292,28 +294,30 @@ def run_stability(args, data, rates) -> list[str]:
   """The rate each criterion chooses under ``args.stability`` fold
   assignments, and the test accuracy of its refit."""
   x_train, x_test, y_train, y_test = data
-  model = sweep.MLP(hidden=(args.hidden,), classes=10)
+  task = sweep.classifier(sweep.MLP(hidden=(args.hidden,), outputs=10))
+  train, test = {'x': x_train, 'y': y_train}, {'x': x_test, 'y': y_test}
   settings = dict(
-      kind='adamw', lr=args.lr, mask=MASK, epochs=args.epochs,
+      optimizer=sweep.kind('adamw', lr=args.lr, mask=MASK), epochs=args.epochs,
       batch_size=args.batch_size, devices=args.devices,
   )
   tested = {}
 
   def test_accuracy(rate):
     if rate not in tested:
-      refit = sweep.fit(model, x_train, y_train, rate, test=(x_test, y_test), **settings)
-      tested[rate] = float(refit.curves['test_accuracy'][0, -1])
+      refit = sweep.fit(task, train, {'rate': rate}, test=test, **settings)
+      tested[rate] = refit.test['accuracy']
     return tested[rate]
 
   lines = ['| fold_seed | loss: rate | test accuracy | accuracy: rate | test accuracy |',
            '| ---: | ---: | ---: | ---: | ---: |']
   for fold_seed in range(args.stability):
     result = sweep.grid(
-        model, x_train, y_train, rates, folds=args.folds, fold_seed=fold_seed, **settings
+        task, train, {'rate': rates}, folds=args.folds, fold_seed=fold_seed, **settings
     )
     row = [str(fold_seed)]
     for criterion in ('loss', 'accuracy'):
-      rate = result.best(criterion).rate
+      choice = _choice(criterion)
+      rate = result.best(choice['metric'], choice['mode'])['rate']
       row += [f'{rate:.3g}', f'{test_accuracy(rate):.4f}']
     lines.append('| ' + ' | '.join(row) + ' |')
     print(lines[-1], flush=True)

@@ -1,0 +1,161 @@
+"""Tests of wdax.sweep.results: summaries and choices by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from wdax import sweep
+from wdax.sweep import results
+
+
+def _result(val_accuracy, val_loss, rates=(0.01, 0.1, 1.0), train_loss=None):
+  """A result of one seed and one evaluation, from per-(point, fold) values."""
+  val_accuracy = np.asarray(val_accuracy, np.float32)[:, :, None, None]
+  val_loss = np.asarray(val_loss, np.float32)[:, :, None, None]
+  train_loss = np.zeros_like(val_loss) if train_loss is None else (
+      np.asarray(train_loss, np.float32)[:, :, None, None]
+  )
+  return sweep.Result(
+      points=[{'rate': r} for r in rates],
+      curves={
+          'train_loss': train_loss,
+          'train_accuracy': np.ones_like(val_accuracy),
+          'val_loss': val_loss,
+          'val_accuracy': val_accuracy,
+      },
+      epochs=np.array([5]),
+      fold_ids=np.arange(val_loss.shape[1]),
+      seeds=(0,),
+      chunk_size=3,
+      chunks=1,
+      devices=1,
+      bytes_per_configuration=0,
+  )
+
+
+def test_best_point_and_standard_error_by_hand():
+  result = _result(
+      val_accuracy=[[0.80, 0.90, 0.70], [0.90, 0.80, 1.00], [0.60, 0.70, 0.80]],
+      val_loss=[[0.5, 0.4, 0.6], [0.3, 0.5, 0.4], [0.9, 0.8, 0.7]],
+  )
+  choice = result.choose('val_accuracy', 'max')
+  # Rate 0.1: mean 0.9, sample sd 0.1, s.e. 0.1 / sqrt(3).
+  assert choice.point == {'rate': 0.1} and choice.index == 1
+  np.testing.assert_allclose(choice.mean, 0.9, rtol=1e-6)
+  np.testing.assert_allclose(choice.se, 0.1 / math.sqrt(3), rtol=1e-5)
+  assert result.best('val_loss') == {'rate': 0.1}
+  by_loss = result.choose('val_loss')
+  np.testing.assert_allclose(by_loss.mean, 0.4, rtol=1e-6)
+  np.testing.assert_allclose(by_loss.se, 0.1 / math.sqrt(3), rtol=1e-5)
+  mean, se = result.summary('val_accuracy')
+  np.testing.assert_allclose(mean, [0.8, 0.9, 0.7], rtol=1e-6)
+  np.testing.assert_allclose(se, [0.1 / math.sqrt(3)] * 3, rtol=1e-5)
+  assert result.best('val_loss', mode='max') == {'rate': 1.0}
+
+
+def test_accuracy_ties_go_to_the_lower_loss():
+  result = _result(
+      val_accuracy=[[0.9, 0.8], [0.8, 0.9], [0.5, 0.5]],
+      val_loss=[[0.4, 0.4], [0.3, 0.3], [0.1, 0.1]],
+  )
+  assert result.best('val_accuracy', 'max') == {'rate': 0.1}
+  assert result.best('val_loss') == {'rate': 1.0}
+  assert result.best() == result.best('val_loss', 'min')  # the default
+
+
+def test_one_standard_error_rule_takes_the_largest_rate_within_it():
+  result = _result(
+      val_accuracy=[[0.80, 0.90, 0.70], [0.90, 0.80, 1.00], [0.84, 0.86, 0.85]],
+      val_loss=[[0.5, 0.4, 0.6], [0.3, 0.5, 0.4], [0.9, 0.8, 0.7]],
+  )
+  # Best is 0.1 (0.9 +- 0.0577); 1.0 has mean 0.85 >= 0.9 - 0.0577.
+  assert result.best('val_accuracy', 'max', one_se=True) == {'rate': 1.0}
+  assert result.best('val_accuracy', 'max') == {'rate': 0.1}
+  # By loss, 1.0 (0.8) is outside 0.4 + 0.0577; 0.01 (0.5) is not, but smaller.
+  assert result.best('val_loss', one_se=True) == {'rate': 0.1}
+
+
+def test_one_se_over_a_space_of_two_names():
+  points = [{'lr': lr, 'rate': r} for lr in (0.1, 0.2) for r in (0.0, 1.0)]
+  loss = np.array([[0.40, 0.42], [0.30, 0.31], [0.29, 0.31], [0.60, 0.70]])
+  result = sweep.Result(
+      points=points,
+      curves={'train_loss': loss[:, :, None, None], 'val_loss': loss[:, :, None, None]},
+      epochs=np.array([1]), fold_ids=np.arange(2), seeds=(0,), chunk_size=4,
+      chunks=1, devices=1, bytes_per_configuration=0,
+  )
+  # Best: lr 0.2, rate 0 (0.30 +- 0.01); within one s.e. of it also lr 0.1,
+  # rate 1 (0.305), whose rate is the largest.
+  assert result.best() == {'lr': 0.2, 'rate': 0.0}
+  assert result.best(one_se=True) == {'lr': 0.1, 'rate': 1.0}
+  assert result.best(one_se='lr') == {'lr': 0.2, 'rate': 0.0}
+
+
+def test_table_by_hand():
+  result = _result(
+      val_accuracy=[[0.8, 0.9], [0.9, 0.9], [0.6, 0.7]],
+      val_loss=[[0.5, 0.4], [0.3, 0.5], [0.9, 0.8]],
+  )
+  rows = result.table()
+  assert [r['rate'] for r in rows] == [0.01, 0.1, 1.0]
+  np.testing.assert_allclose(rows[0]['val_accuracy'], 0.85, atol=1e-6)
+  np.testing.assert_allclose(rows[0]['val_accuracy_se'], 0.05, atol=1e-6)
+  np.testing.assert_allclose(rows[1]['val_loss'], 0.4, atol=1e-6)
+  assert rows[2]['diverged'] == 0
+
+
+def test_diverged_trainings_leave_the_means_and_the_choice():
+  result = _result(
+      val_accuracy=[[0.8, 0.9], [0.99, 0.99], [0.6, 0.7]],
+      val_loss=[[0.5, 0.4], [0.1, np.nan], [0.9, 0.8]],
+      train_loss=[[0.1, 0.1], [0.1, np.inf], [0.1, 0.1]],
+  )
+  np.testing.assert_array_equal(result.diverged[:, :, 0], [[False, False], [False, True], [False, False]])
+  mean, se = result.summary('val_accuracy')
+  # The diverged training is left out: 0.99 over one fold, no s.e.
+  np.testing.assert_allclose(mean, [0.85, 0.99, 0.65], rtol=1e-6)
+  assert np.isnan(se[1])
+  # Its point is never chosen, though its mean is the best.
+  assert result.best('val_accuracy', 'max') == {'rate': 0.01}
+  assert result.best('val_loss') == {'rate': 0.01}
+  assert [row['diverged'] for row in result.table()] == [0, 1, 0]
+
+
+def test_every_point_diverged():
+  result = _result([[0.5, 0.5]], [[np.nan, 0.3]], rates=(0.1,))
+  with pytest.raises(ValueError, match='every point has a diverged training'):
+    result.best()
+
+
+@pytest.mark.parametrize(
+    ('call', 'match'),
+    [
+        (lambda r: r.best('f1'), "unknown metric 'f1'"),
+        (lambda r: r.best('val_accuracy'), "give mode='min' or mode='max'"),
+        (lambda r: r.best('val_loss', mode='smallest'), "unknown mode 'smallest'"),
+        (lambda r: r.best(one_se='lr'), "no 'lr'"),
+        (lambda r: r.final('gap'), "unknown metric 'gap'"),
+    ],
+)
+def test_unknown_metric_mode_and_name(call, match):
+  result = _result([[0.8, 0.9]] * 3, [[0.5, 0.4]] * 3)
+  with pytest.raises(ValueError, match=match):
+    call(result)
+
+
+def test_mean_se_ignores_nan():
+  mean, se = results.mean_se(np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, np.nan]]))
+  np.testing.assert_allclose(mean[0], 2.0)
+  np.testing.assert_allclose(se[0], 1 / math.sqrt(3))
+  assert np.isnan(mean[1]) and np.isnan(se[1])
+
+
+def test_fit_final_and_test_metrics():
+  fit = sweep.Fit(
+      point={'rate': 0.1}, seeds=(0, 1),
+      curves={'train_loss': np.array([[2.0, 1.0], [3.0, 2.0]]), 'test_loss': np.array([[2.0, 1.5], [2.0, 0.5]])},
+      epochs=np.array([1, 2]), params=None, state=None,
+  )
+  np.testing.assert_array_equal(fit.final('train_loss'), [1.0, 2.0])
+  assert fit.test == {'loss': 1.0}

@@ -1,0 +1,93 @@
+r"""Choosing weight decay, and any hyperparameter beside it, by cross-validation.
+
+:func:`grid` trains one model per point of a hyperparameter space, fold and
+seed, all in one compiled, ``vmap``\ ped program sharded over the devices;
+:func:`fit` trains one point on the whole training set; :func:`select` chains
+them. What is trained is a :class:`Task` (:func:`classifier`,
+:func:`regressor`, :func:`language_model`, or your own ``init`` and
+``loss``), with any optimiser built from the point's values (:func:`kind`
+makes the named decay kinds).
+
+::
+
+  from wdax import sweep
+
+  task = sweep.classifier(sweep.MLP(hidden=(256,), outputs=10))
+  result = sweep.grid(
+      task, {'x': x, 'y': y}, {'rate': [0.0, 1e-3, 1e-2, 1e-1], 'lr': [1e-3, 3e-3]},
+      optimizer=lambda rate, lr: wdax.adamw(lr, weight_decay=rate, mask=wdax.masks.flax_default()),
+      folds=5, epochs=20, batch_size=32)
+  point = result.best('val_loss')
+  refit = sweep.fit(task, {'x': x, 'y': y}, point, optimizer=..., test=test_data)
+
+The modules, one concept each: :mod:`~wdax.sweep.tasks` (the task contract
+and built-in tasks), :mod:`~wdax.sweep.networks` (linen and NNX models
+behind one interface), :mod:`~wdax.sweep.models` (built-in models),
+:mod:`~wdax.sweep.space` (spaces and points), :mod:`~wdax.sweep.kinds` (named
+decay kinds), :mod:`~wdax.sweep.folds` (data, folds, splits, orders of
+visit), :mod:`~wdax.sweep.settings`, :mod:`~wdax.sweep.planning` (devices,
+memory, chunks), :mod:`~wdax.sweep.engine` (the compiled programs),
+:mod:`~wdax.sweep.results` (results and choice) and
+:mod:`~wdax.sweep.search` (the entry points).
+
+This package imports Flax; ``import wdax`` does not. Import it as
+``from wdax import sweep``.
+"""
+
+from wdax.sweep.folds import check_data
+from wdax.sweep.folds import contiguous_folds
+from wdax.sweep.folds import contiguous_split
+from wdax.sweep.folds import shuffled_folds
+from wdax.sweep.folds import standardize
+from wdax.sweep.folds import stratified_folds
+from wdax.sweep.folds import stratified_split
+from wdax.sweep.kinds import KINDS
+from wdax.sweep.kinds import Kind
+from wdax.sweep.kinds import kind
+from wdax.sweep.models import MLP
+from wdax.sweep.models import TinyTransformer
+from wdax.sweep.models import dropout
+from wdax.sweep.results import Choice
+from wdax.sweep.results import Fit
+from wdax.sweep.results import Result
+from wdax.sweep.results import Selection
+from wdax.sweep.search import fit
+from wdax.sweep.search import grid
+from wdax.sweep.search import select
+from wdax.sweep.settings import Settings
+from wdax.sweep.space import Space
+from wdax.sweep.tasks import Task
+from wdax.sweep.tasks import classifier
+from wdax.sweep.tasks import language_model
+from wdax.sweep.tasks import mean
+from wdax.sweep.tasks import regressor
+
+__all__ = [
+    'KINDS',
+    'MLP',
+    'Choice',
+    'Fit',
+    'Kind',
+    'Result',
+    'Selection',
+    'Settings',
+    'Space',
+    'Task',
+    'TinyTransformer',
+    'check_data',
+    'classifier',
+    'contiguous_folds',
+    'contiguous_split',
+    'dropout',
+    'fit',
+    'grid',
+    'kind',
+    'language_model',
+    'mean',
+    'regressor',
+    'select',
+    'shuffled_folds',
+    'standardize',
+    'stratified_folds',
+    'stratified_split',
+]

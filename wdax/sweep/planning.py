@@ -1,0 +1,210 @@
+"""Planning a sweep: which devices, how much memory, how many chunks.
+
+The configurations of a sweep (point x fold x seed) are sharded over the
+devices on one axis and trained in equal chunks, each one call of one
+compiled program. A chunk's size comes from a rough estimate of one
+configuration's memory and a budget per device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+
+# Without a device memory figure: 2 GiB. On CPU the limit is not memory: a
+# configuration costs as much in a chunk of 2 as in one of 40 there, chunks
+# that outgrow the cache run slower, and a small chunk pads a refit less
+# (about 5 configurations per device of the default MLP; 16 MiB).
+DEFAULT_BUDGET = 2 * 2**30
+CPU_BUDGET = 16 * 2**20
+
+
+def devices(given: int | Sequence[Any] | None) -> list[Any]:
+  """The devices to shard over: every device of every process for ``None``
+  (after ``jax.distributed.initialize``, all processes'), the first
+  ``given`` of them for a count, else the list given.
+
+  Examples:
+    >>> import jax
+    >>> from wdax.sweep import planning
+    >>> planning.devices(1) == jax.devices()[:1]
+    True
+  """
+  available = jax.devices()
+  if given is None:
+    return available
+  if isinstance(given, (int, np.integer)) and not isinstance(given, bool):
+    if not 1 <= given <= len(available):
+      raise ValueError(
+          f'devices={given}, but {len(available)} {available[0].platform} '
+          'device(s) are available.'
+      )
+    return available[: int(given)]
+  return list(given)
+
+
+def put(tree: Any, sharding: NamedSharding) -> Any:
+  """Host values onto ``sharding``, across processes: every process holds
+  the same values and gives the devices it owns their part."""
+  if sharding.is_fully_addressable:
+    return jax.device_put(tree, sharding)
+
+  def leaf(a):
+    if jax.dtypes.issubdtype(getattr(a, 'dtype', None), jax.dtypes.prng_key):
+      data = np.asarray(jax.random.key_data(a))
+      placed = jax.make_array_from_callback(data.shape, sharding, lambda i: data[i])
+      return jax.random.wrap_key_data(placed, impl=jax.random.key_impl(a))
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda i: a[i])
+
+  return jax.tree.map(leaf, tree)
+
+
+def host(tree: Any) -> Any:
+  """Arrays sharded over any processes' devices, whole on this host (numpy,
+  but for random keys)."""
+
+  def leaf(a):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      return a if a.is_fully_addressable else jax.random.wrap_key_data(
+          host(jax.random.key_data(a)), impl=jax.random.key_impl(a)
+      )
+    if a.is_fully_addressable:
+      return np.asarray(a)
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+  return jax.tree.map(leaf, tree)
+
+
+def nbytes(tree: Any) -> int:
+  """Bytes of every array (or ``ShapeDtypeStruct``) leaf of ``tree``."""
+  return sum(
+      math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
+      for leaf in jax.tree_util.tree_leaves(tree)
+      if hasattr(leaf, 'shape') and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+  )
+
+
+# Primitives whose outputs XLA writes to memory: contractions, reductions,
+# data movement. Elementwise work fuses into them, so it is counted in the
+# factor of :func:`bytes_per_configuration` instead.
+_MATERIALISED = frozenset({
+    'argmax', 'argmin', 'concatenate', 'conv_general_dilated', 'cumlogsumexp',
+    'cummax', 'cummin', 'cumprod', 'cumsum', 'dot_general', 'dynamic_slice',
+    'dynamic_update_slice', 'gather', 'reduce_and', 'reduce_max', 'reduce_min',
+    'reduce_or', 'reduce_prod', 'reduce_sum', 'scatter', 'scatter-add',
+    'scatter_add', 'sort', 'transpose',
+})
+
+
+def _jaxpr_bytes(jaxpr: Any) -> int:
+  """Bytes of the values the materialising equations of ``jaxpr`` (and of
+  its sub-jaxprs) make."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name in _MATERIALISED:
+      for var in eqn.outvars:
+        aval = var.aval
+        if not jax.dtypes.issubdtype(aval.dtype, jax.dtypes.prng_key):
+          total += math.prod(aval.shape) * np.dtype(aval.dtype).itemsize
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (tuple, list)) else (param,):
+        inner = getattr(sub, 'jaxpr', sub)
+        if hasattr(inner, 'eqns'):
+          total += _jaxpr_bytes(inner)
+  return total
+
+
+def traced(fn: Callable[..., Any], *abstract: Any) -> tuple[int, Any]:
+  """``(bytes, out)``: the bytes of the values ``fn`` materialises (matrix
+  products, reductions, gathers), traced on ``abstract`` arguments, and the
+  shapes of its outputs; nothing is computed."""
+  jaxpr, out = jax.make_jaxpr(fn, return_shape=True)(*abstract)
+  return _jaxpr_bytes(jaxpr.jaxpr), out
+
+
+def bytes_per_configuration(
+    params: Any, opt_state: Any, state: Any, per_example: float, rows: int
+) -> int:
+  """A rough upper estimate of one configuration's device memory.
+
+  The parameters four times (themselves, gradients, updates, new values),
+  the optimiser state, the model state twice, and twice what the forward
+  pass materialises per example (``per_example``), for the elementwise
+  results XLA keeps besides, over ``rows`` examples at once (an evaluation
+  over all of them and a few minibatches).
+  """
+  activations = 2 * per_example * rows
+  return int(4 * nbytes(params) + nbytes(opt_state) + 2 * nbytes(state) + activations)
+
+
+def default_budget(devices: Sequence[Any]) -> int:
+  """Bytes a chunk may use per device when no ``memory`` is given."""
+  if devices[0].platform == 'cpu':
+    return CPU_BUDGET
+  try:
+    stats = devices[0].memory_stats()
+  except Exception:  # noqa: BLE001 - a backend without the figure
+    stats = None
+  if stats and 'bytes_limit' in stats:
+    return int(stats['bytes_limit']) // 2
+  return DEFAULT_BUDGET
+
+
+def chunking(
+    configurations: int,
+    devices: int,
+    per_configuration: int,
+    chunk_size: int | None,
+    memory: int | None,
+    default_budget: int,
+) -> tuple[int, int]:
+  """``(chunk_size, chunks)``: equal chunks, each a multiple of ``devices``.
+
+  The limit is ``chunk_size`` or, without it, as many configurations as the
+  budget (``memory``, else ``default_budget``) holds per device. Of the
+  fewest chunks under the limit and one or two more, the split that pads
+  least is taken (80 in 4 chunks of 20, not 3 of 28).
+
+  Examples:
+    >>> from wdax.sweep import planning
+    >>> planning.chunking(80, 2, 1, 38, None, 0)
+    (20, 4)
+  """
+  if chunk_size is None:
+    budget = default_budget if memory is None else memory
+    per_device = max(1, budget // max(per_configuration, 1))
+    limit = per_device * devices
+  else:
+    limit = chunk_size
+  limit = max(devices, limit // devices * devices)
+  fewest = -(-configurations // limit)
+
+  def split(chunks: int) -> tuple[int, int]:
+    size = -(-configurations // chunks)
+    return -(-size // devices) * devices, chunks
+
+  return min(
+      (split(c) for c in range(fewest, fewest + 3)),
+      key=lambda sc: (sc[0] * sc[1], sc[1]),
+  )
+
+
+def evaluation_points(epochs: int, evals: int) -> np.ndarray:
+  """The epochs after which to evaluate: ``evals`` evenly spaced, the last
+  one after the final epoch.
+
+  Examples:
+    >>> from wdax.sweep import planning
+    >>> planning.evaluation_points(13, 5)
+    array([ 3,  5,  8, 10, 13])
+  """
+  points = min(epochs, evals)
+  return np.unique(np.round(np.linspace(0, epochs, points + 1)[1:]).astype(int))

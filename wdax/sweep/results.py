@@ -1,0 +1,275 @@
+r"""What a sweep returns, and how a point is chosen from it.
+
+Metric names are ``train_loss`` and ``val_loss``, and ``train_<m>`` and
+``val_<m>`` for each metric ``m`` the task's loss returns (``accuracy``,
+``r2``). A training whose loss is NaN or infinite at its last evaluation
+has diverged: it is marked in :attr:`Result.diverged`, left out of the means,
+and its point is never chosen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+MODES = ('min', 'max')
+
+
+def mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  r"""Mean and standard error over the last axis, ignoring NaN entries.
+
+  The standard error is the sample standard deviation (``ddof=1``) over the
+  :math:`m` finite entries divided by :math:`\sqrt{m}`; NaN where
+  :math:`m < 2` (the mean is NaN where :math:`m = 0`).
+
+  Examples:
+    >>> import numpy as np
+    >>> from wdax.sweep import results
+    >>> results.mean_se(np.array([[1.0, 3.0, np.nan]]))
+    (array([2.]), array([1.]))
+  """
+  values = np.asarray(values, np.float64)
+  finite = np.isfinite(values)
+  m = finite.sum(axis=-1)
+  safe = np.where(finite, values, 0.0)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    mean = np.where(m > 0, safe.sum(axis=-1) / np.maximum(m, 1), np.nan)
+    squares = np.where(finite, (values - mean[..., None]) ** 2, 0.0).sum(axis=-1)
+    se = np.where(m > 1, np.sqrt(squares / np.maximum(m - 1, 1) / np.maximum(m, 1)), np.nan)
+  return mean, se
+
+
+def check_choice(
+    metrics: tuple[str, ...], names: tuple[str, ...], metric: str, mode: str | None,
+    one_se: bool | str,
+) -> str:
+  """The mode to choose ``metric`` by, after checking the arguments of
+  :meth:`Result.choose` against the ``metrics`` and space ``names``."""
+  if metric not in metrics:
+    raise ValueError(f'unknown metric {metric!r}; the metrics are {", ".join(metrics)}.')
+  if mode is None:
+    if not metric.endswith('_loss'):
+      raise ValueError(f"give mode='min' or mode='max' to choose by {metric!r}.")
+    mode = 'min'
+  if mode not in MODES:
+    raise ValueError(f'unknown mode {mode!r}; use {" or ".join(map(repr, MODES))}.')
+  if one_se:
+    name = 'rate' if one_se is True else one_se
+    if name not in names:
+      raise ValueError(
+          f'one_se: the space has no {name!r} to take the largest of; name one '
+          f'of {", ".join(map(repr, names))}.'
+      )
+  return mode
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """A chosen point, with its cross-validated mean and standard error."""
+
+  point: dict[str, float]
+  index: int
+  metric: str
+  mode: str
+  mean: float
+  se: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """The learning curves of every training of a :func:`~wdax.sweep.grid`.
+
+  Attributes:
+    points: the points, dicts of one value per name of the space, in the
+      order of the product (last name fastest); ``P`` of them.
+    curves: each metric at each evaluation, shape ``(P, F, S, E)`` for ``F``
+      folds, ``S`` seeds and ``E`` evaluations; ``train_*`` is measured on
+      the fold's training examples, ``val_*`` on its validation examples.
+    epochs: the epochs trained at each evaluation; the last is the final
+      epoch.
+    fold_ids: the fold of each example.
+    seeds: the seeds.
+    chunk_size: configurations per compiled chunk.
+    chunks: the number of chunks.
+    devices: the number of devices the configurations were sharded over.
+    bytes_per_configuration: the memory estimate that sized the chunks.
+  """
+
+  points: list[dict[str, float]]
+  curves: dict[str, np.ndarray]
+  epochs: np.ndarray
+  fold_ids: np.ndarray
+  seeds: tuple[int, ...]
+  chunk_size: int
+  chunks: int
+  devices: int
+  bytes_per_configuration: int
+
+  @property
+  def metrics(self) -> tuple[str, ...]:
+    """The metric names, e.g. ``('train_loss', 'val_loss', ...)``."""
+    return tuple(self.curves)
+
+  @property
+  def folds(self) -> int:
+    """The number of folds."""
+    return next(iter(self.curves.values())).shape[1]
+
+  @property
+  def diverged(self) -> np.ndarray:
+    """``(P, F, S)`` bools: the trainings whose final loss is not finite."""
+    last = [self.curves[m][..., -1] for m in ('train_loss', 'val_loss')]
+    return ~(np.isfinite(last[0]) & np.isfinite(last[1]))
+
+  def final(self, metric: str) -> np.ndarray:
+    """``metric`` after the last epoch, shape ``(P, F * S)``; NaN for the
+    trainings that diverged."""
+    if metric not in self.curves:
+      raise ValueError(
+          f'unknown metric {metric!r}; the metrics are {", ".join(self.curves)}.'
+      )
+    values = np.where(self.diverged, np.nan, self.curves[metric][..., -1])
+    return values.reshape(values.shape[0], -1)
+
+  def summary(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    r"""Mean and standard error of ``metric`` over folds and seeds, per point.
+
+    Over the trainings that did not diverge (:func:`mean_se`). The standard
+    error treats folds as independent, which they are not quite, so read it
+    as a guide.
+    """
+    return mean_se(self.final(metric))
+
+  def table(self) -> list[dict[str, Any]]:
+    """One row per point: its values, then each metric's mean and s.e.
+    (``<metric>`` and ``<metric>_se``), and ``diverged``, the number of its
+    trainings that diverged."""
+    columns = {m: self.summary(m) for m in self.curves}
+    diverged = self.diverged.reshape(len(self.points), -1).sum(axis=1)
+    rows = []
+    for i, point in enumerate(self.points):
+      row: dict[str, Any] = dict(point)
+      for name, (mean, se) in columns.items():
+        row[name] = float(mean[i])
+        row[f'{name}_se'] = float(se[i])
+      row['diverged'] = int(diverged[i])
+      rows.append(row)
+    return rows
+
+  def choose(
+      self, metric: str = 'val_loss', mode: str | None = None, one_se: bool | str = False
+  ) -> Choice:
+    """The point with the best mean ``metric``, as a :class:`Choice`.
+
+    Args:
+      metric: a name of :attr:`metrics`.
+      mode: ``'min'`` or ``'max'``; by default ``'min'`` for a loss, and
+        required for any other metric.
+      one_se: instead take, among the points whose mean is within one
+        standard error of the best one's, the one with the largest ``rate``
+        (or the largest value of the name given): the strongest decay the
+        data cannot tell from the best (Breiman's one-standard-error rule;
+        Hastie, Tibshirani & Friedman, "The Elements of Statistical
+        Learning", 2009, section 7.10).
+
+    Points with a diverged training are never chosen. Ties go to the lower
+    mean ``val_loss``: accuracy moves in steps of one example, so ties on it
+    are common.
+    """
+    mode = check_choice(self.metrics, tuple(self.points[0]), metric, mode, one_se)
+    mean, se = self.summary(metric)
+    ok = ~self.diverged.reshape(len(self.points), -1).any(axis=1) & np.isfinite(mean)
+    if not ok.any():
+      raise ValueError(f'every point has a diverged training; none can be chosen by {metric!r}.')
+    score = np.where(ok, mean if mode == 'max' else -mean, -np.inf)
+    tied = np.flatnonzero(np.isclose(score, score.max(), rtol=0.0, atol=1e-9) & ok)
+    loss = self.summary('val_loss')[0]
+    index = int(tied[np.argmin(loss[tied])])
+    if one_se:
+      name = 'rate' if one_se is True else one_se
+      threshold = score[index] - (se[index] if np.isfinite(se[index]) else 0.0)
+      within = np.flatnonzero(ok & (score >= threshold))
+      largest = max(self.points[i][name] for i in within)
+      candidates = [i for i in within if self.points[i][name] == largest]
+      index = int(max(candidates, key=lambda i: score[i]))
+    return Choice(
+        point=dict(self.points[index]), index=index, metric=metric, mode=mode,
+        mean=float(mean[index]), se=float(se[index]),
+    )
+
+  def best(
+      self, metric: str = 'val_loss', mode: str | None = None, one_se: bool | str = False
+  ) -> dict[str, float]:
+    """The chosen point, a dict: :meth:`choose`'s ``point``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from wdax.sweep import results
+      >>> loss = np.array([[0.5, 0.7], [0.3, 0.5], [0.9, 0.8]])[:, :, None, None]
+      >>> result = results.Result(
+      ...     points=[{'rate': 0.0}, {'rate': 0.1}, {'rate': 1.0}],
+      ...     curves={'train_loss': loss, 'val_loss': loss}, epochs=np.array([1]),
+      ...     fold_ids=np.array([0, 1]), seeds=(0,), chunk_size=6, chunks=1,
+      ...     devices=1, bytes_per_configuration=0)
+      >>> result.best('val_loss')
+      {'rate': 0.1}
+      >>> result.summary('val_loss')[0]
+      array([0.6 , 0.4 , 0.85])
+    """
+    return self.choose(metric, mode, one_se).point
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+  """Models trained by :func:`~wdax.sweep.fit`, one per seed.
+
+  Attributes:
+    point: the hyperparameters.
+    seeds: the seeds (``S`` of them).
+    curves: ``train_loss``, ``train_<m>`` and, with a test set,
+      ``test_loss``, ``test_<m>``, at each evaluation, shape ``(S, E)``.
+    epochs: the epochs trained at each of the ``E`` evaluations.
+    params: the final parameters, stacked over seeds on a leading axis.
+    state: the final model state (e.g. BatchNorm statistics), stacked alike;
+      empty for a task without state.
+  """
+
+  point: dict[str, float]
+  seeds: tuple[int, ...]
+  curves: dict[str, np.ndarray]
+  epochs: np.ndarray
+  params: Any
+  state: Any
+
+  def final(self, metric: str) -> np.ndarray:
+    """``metric`` after the last epoch, one value per seed."""
+    if metric not in self.curves:
+      raise ValueError(f'unknown metric {metric!r}; the metrics are {", ".join(self.curves)}.')
+    return self.curves[metric][:, -1]
+
+  @property
+  def test(self) -> dict[str, float]:
+    """The test metrics after the last epoch, averaged over seeds (empty
+    without a test set)."""
+    return {
+        m[len('test_'):]: float(np.mean(v[:, -1]))
+        for m, v in self.curves.items()
+        if m.startswith('test_')
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """What :func:`~wdax.sweep.select` found.
+
+  Attributes:
+    result: the cross-validation :class:`Result`.
+    choice: the chosen point (:meth:`Result.choose`).
+    refit: the chosen point trained on all the training examples.
+  """
+
+  result: Result
+  choice: Choice
+  refit: Fit

@@ -1,0 +1,483 @@
+r"""The sweep's entry points: :func:`grid`, :func:`fit` and :func:`select`.
+
+Every argument is checked in :func:`_prepare`, before anything compiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from wdax.sweep import checks
+from wdax.sweep import engine
+from wdax.sweep import folds as _folds
+from wdax.sweep import planning
+from wdax.sweep import results
+from wdax.sweep import settings as _settings
+from wdax.sweep.results import Fit
+from wdax.sweep.results import Result
+from wdax.sweep.results import Selection
+from wdax.sweep.space import Space
+from wdax.sweep.space import uses
+from wdax.sweep.tasks import Task
+
+Optimizer = Callable[..., optax.GradientTransformation]
+Progress = Callable[[int, int], None] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+  """The checked arguments of an entry point, and what follows from them."""
+
+  settings: _settings.Settings
+  data: Any
+  n: int
+  space: Space
+  job: engine.Job
+  devices: list[Any]
+  per_configuration: int
+  fold_ids: np.ndarray | None  # None for fit
+  train_table: np.ndarray  # (folds, n): 1 where a fold trains; one row for fit
+  val_table: np.ndarray
+  test: Any
+
+
+_DESCRIBED: dict[Any, Any] = {}
+
+
+def _describe(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int]:
+  """``job`` with its metric names and minibatch rule, and the memory
+  estimate, from tracing alone; ``ValueError`` for a loss that does not keep
+  the contract."""
+  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
+  leaves, treedef = jax.tree.flatten(shapes)
+  return checks.remember(
+      _DESCRIBED, (job, treedef, tuple(leaves), batch_size),
+      lambda: _trace(job, shapes, batch_size),
+  )
+
+
+def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int]:
+  key = jax.random.key(0)
+  first = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), data)
+  params, state = jax.eval_shape(job.init, key, first)
+  hp = {n: jax.ShapeDtypeStruct((), np.float32) for n in job.names}
+  rows = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype), data)
+  weight = jax.ShapeDtypeStruct((batch_size,), np.float32)
+  forward, out = planning.traced(job.loss, params, state, rows, key, hp, weight)
+  expected = '(loss, metrics, state)' if job.task.stateful else '(loss, metrics)'
+  if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[1], Mapping)):
+    raise ValueError(f'the task loss must return {expected}; got {out!r}.')
+  loss, metrics, new_state = out
+  if loss.shape != () or not np.issubdtype(loss.dtype, np.floating):
+    raise ValueError(
+        f'the task loss must be a floating scalar (a mean over the batch); got '
+        f'shape {loss.shape} and dtype {loss.dtype}.'
+    )
+  for name, value in metrics.items():
+    if not isinstance(name, str) or name == 'loss' or getattr(value, 'shape', None) != ():
+      raise ValueError(
+          f'the task metric {name!r} must be a scalar under a name other than '
+          "'loss'."
+      )
+  if jax.tree.structure(new_state) != jax.tree.structure(state):
+    raise ValueError(
+        'the state the task loss returns differs in structure from the one '
+        f'init made: {jax.tree.structure(new_state)} vs {jax.tree.structure(state)}.'
+    )
+  job = dataclasses.replace(job, metrics=tuple(metrics), full_batches=_full_batches(job, state))
+  opt_state = jax.eval_shape(lambda p, hp: job.tx(hp).init(p), params, hp)
+  # An evaluation over every example, and a minibatch forward, backward and
+  # spare, at the forward pass's bytes per example.
+  rows_at_once = jax.tree.leaves(data)[0].shape[0] + 3 * batch_size
+  return job, planning.bytes_per_configuration(
+      params, opt_state, state, forward / batch_size, rows_at_once
+  )
+
+
+def _full_batches(job: engine.Job, state: Any) -> bool:
+  """Whether an epoch's partial last minibatch sits out: when the loss
+  cannot weight its padding away, or the model has state (BatchNorm), whose
+  forward pass over a batch would see the padding rows."""
+  return not job.task.weighted or bool(jax.tree.leaves(state))
+
+
+def _check_test(task: Task, data: Any, test: Any) -> Any:
+  if test is None:
+    return None
+  test, _ = _folds.check_data(test, 'test')
+  if jax.tree.structure(test) != jax.tree.structure(data):
+    raise ValueError(
+        f'test must have the structure of data: {jax.tree.structure(test)} vs '
+        f'{jax.tree.structure(data)}.'
+    )
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(test), jax.tree.leaves(data)):
+    if a.shape[1:] != b.shape[1:]:
+      raise ValueError(
+          f'test{jax.tree_util.keystr(path)} has shape {a.shape[1:]} per example; '
+          f'data has {b.shape[1:]}.'
+      )
+  if task.check is not None:
+    task.check(test)
+  return jax.device_put(test)
+
+
+def _prepare(
+    fn: str,
+    task: Task,
+    data: Any,
+    space: Any,
+    optimizer: Optimizer,
+    given: dict[str, Any],
+    *,
+    test: Any = None,
+    choice: tuple[str, str | None, bool | str] | None = None,
+) -> _Prepared:
+  """Checks every argument of ``fn``; the one place the sweep validates,
+  before anything compiles."""
+  with checks.collector_paused():
+    return _check(fn, task, data, space, optimizer, given, test, choice)
+
+
+def _check(fn, task, data, space, optimizer, given, test, choice) -> _Prepared:
+  exclude = _settings.GRID_ONLY if fn == 'fit' else ()
+  settings = _settings.make(fn, given, exclude=exclude)
+  if not isinstance(task, Task):
+    raise TypeError(
+        f'{fn}(): task must be a sweep.Task (e.g. sweep.classifier(model)); got '
+        f'{type(task).__name__}.'
+    )
+  data, n = _folds.check_data(data)
+  space = Space.of(space)
+  to_optimizer = uses(space, optimizer, task.hyperparameters)
+  if task.check is not None:
+    task.check(data)
+  devices = planning.devices(settings.devices)
+  job = engine.Job(
+      task=task, optimizer=optimizer, to_optimizer=to_optimizer, names=space.names,
+      metrics=(), batch_size=settings.batch_size, full_batches=False, guard=False,
+  )
+  job, per_configuration = _describe(job, data, settings.batch_size)
+  if fn == 'fit':
+    ids, where = None, 'the data'
+    val = train = np.ones((1, n), bool)
+  else:
+    ids, where = _folds.fold_ids(task, data, n, settings.folds, settings.fold_seed), 'fold {}'
+    val = ids[None, :] == np.arange(ids.max() + 1)[:, None]
+    train = ~val
+  _check_batches(job, train, where)
+  if choice is not None:
+    names = ('loss', *job.metrics)
+    metrics = tuple(f'{side}_{m}' for side in ('train', 'val') for m in names)
+    results.check_choice(metrics, space.names, *choice)
+  return _Prepared(
+      settings, data, n, space, _guarded(job, train), devices, per_configuration,
+      ids, train, val, _check_test(task, data, test),
+  )
+
+
+def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None:
+  count = (train_table > 0).sum(axis=1)
+  short = np.flatnonzero(engine.minibatches(job, train_table) == 0)
+  if short.size:
+    why = 'a model with state' if job.task.weighted else 'a loss without weight'
+    raise ValueError(
+        f'batch_size {job.batch_size} exceeds the {count[short[0]]} training '
+        f'examples of {where.format(int(short[0]))}; {why} trains on full '
+        'minibatches only: lower batch_size.'
+    )
+
+
+def _guarded(job: engine.Job, train_table: np.ndarray) -> engine.Job:
+  """``job``, guarding steps when its training sets differ in minibatches."""
+  batches = engine.minibatches(job, train_table)
+  return dataclasses.replace(job, guard=bool(len(np.unique(batches)) > 1))
+
+
+def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+  names = ('loss', *job.metrics)
+  return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
+
+
+def _cross_validate(prep: _Prepared, progress: Progress) -> Result:
+  s, job = prep.settings, prep.job
+  count = len(prep.val_table)
+  p, k, r = np.meshgrid(
+      np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
+  )
+  columns = prep.space.columns()
+  trained = engine.train(
+      job, prep.data, prep.train_table, prep.val_table,
+      {n: c[p.ravel()] for n, c in columns.items()},
+      np.asarray(s.seeds)[r.ravel()], k.ravel(),
+      epochs=s.epochs, evals=s.evals, devices=prep.devices,
+      per_configuration=prep.per_configuration, chunk_size=s.chunk_size,
+      memory=s.memory, progress=progress,
+  )
+  shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
+  curves = {}
+  for side, prefix in ((0, 'train'), (1, 'val')):
+    for name, values in _metric_curves(job, trained.metrics[:, :, side], prefix).items():
+      curves[name] = values.reshape(shape)
+  return Result(
+      points=prep.space.points(), curves=dict(sorted(curves.items(), key=_order)),
+      epochs=trained.epochs, fold_ids=prep.fold_ids, seeds=s.seeds,
+      chunk_size=trained.chunk_size, chunks=trained.chunks, devices=trained.devices,
+      bytes_per_configuration=trained.bytes_per_configuration,
+  )
+
+
+def _order(item: tuple[str, Any]) -> tuple[int, int]:
+  side, _, metric = item[0].partition('_')
+  return (side != 'train', metric != 'loss')
+
+
+@_settings.signed()
+def grid(
+    task: Task,
+    data: Any,
+    space: Mapping[str, Any],
+    *,
+    optimizer: Optimizer,
+    progress: Progress = None,
+    **settings: Any,
+) -> Result:
+  r"""Cross-validates every point of ``space`` in one compiled, vmapped program.
+
+  Every configuration (point :math:`p`, fold :math:`k`, seed :math:`s`)
+  minimises the task's loss by minibatches of fold :math:`k`'s training
+  examples,
+
+  .. math::
+
+    \theta_{t+1} = \theta_t + \mathrm{tx}_p\bigl(\nabla_\theta
+    L(\theta_t; b_t, \xi_t, p)\bigr)
+
+  where :math:`L` is ``task.loss``, :math:`b_t` the minibatch, :math:`\xi_t`
+  the step's key, and :math:`\mathrm{tx}_p` is ``optimizer`` called with
+  :math:`p`'s values of the names it accepts (e.g. ``lambda rate, lr:
+  wdax.adamw(lr, weight_decay=rate)``, Loshchilov & Hutter, "Decoupled Weight Decay
+  Regularization", 2019, arXiv:1711.05101). The configurations are not
+  trained one after another: one ``jax.jit`` program vmaps the training
+  over a chunk of them, sharded over the devices, with the point's values
+  traced, so one compilation serves the grid.
+
+  Seed :math:`s` initialises with ``task.init(jax.random.key(s), batch)``;
+  epoch :math:`e` (from 0) visits the training examples in increasing order
+  of ``np.random.default_rng([s, e]).random(n)`` in minibatches of
+  ``batch_size`` (see :mod:`wdax.sweep.tasks` for the last, partial one), and
+  minibatch :math:`i` of it gets the key
+  ``fold_in(fold_in(key(s), e), i)``. Points and folds share a seed's
+  initialisation, orders and keys, so they are compared on common random
+  numbers. ``evals`` times, evenly spaced and last after the final epoch,
+  each configuration is evaluated on its training and validation examples.
+
+  Args:
+    task: a :class:`Task`, e.g. :func:`classifier` of a model.
+    data: a pytree of arrays sharing a leading example axis (for the
+      built-in tasks a dict, e.g. ``{'x': x, 'y': y}``); dtypes are kept.
+    space: names to lists of values (:class:`Space`); every combination is
+      one point.
+    optimizer: called with the point's values for the names it accepts,
+      which may be traced, once per compiled program; returns an
+      ``optax.GradientTransformation``. :func:`kind` makes named ones.
+    progress: called as ``progress(done, total)`` after each compiled call
+      (one per chunk and evaluation).
+    **settings: the fields of :class:`Settings`: ``folds``, ``seeds``,
+      ``epochs``, ``batch_size``, ``fold_seed``, ``evals``, ``devices``,
+      ``chunk_size``, ``memory``.
+
+  Returns:
+    A :class:`Result`; ``result.best('val_loss')`` is the chosen point.
+
+  Examples:
+    >>> import numpy as np
+    >>> import wdax
+    >>> from wdax import sweep
+    >>> x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    >>> data = {'x': x, 'y': (x[:, 0] > 0).astype(np.int32)}
+    >>> result = sweep.grid(
+    ...     sweep.classifier(sweep.MLP(hidden=(8,), outputs=2)), data,
+    ...     {'rate': [1e-3, 1.0], 'lr': [1e-2, 3e-2]},
+    ...     optimizer=lambda rate, lr: wdax.adamw(lr, weight_decay=rate),
+    ...     folds=2, epochs=2, batch_size=10)
+    >>> len(result.points), result.curves['val_accuracy'].shape  # (P, F, S, E)
+    (4, (4, 2, 1, 2))
+    >>> result.metrics
+    ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy')
+  """
+  return _cross_validate(_prepare('grid', task, data, space, optimizer, settings), progress)
+
+
+def _refit(
+    job: engine.Job, prep: _Prepared, point: dict[str, float], test: Any,
+    progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
+) -> Fit:
+  s = prep.settings
+  # Every example trains. ``rows`` copies of the table give it the shape of
+  # the grid's fold tables when a refit reuses the grid's program.
+  table = np.ones((rows, prep.n), bool)
+  seeds = np.asarray(s.seeds)
+  trained = engine.train(
+      job, prep.data, table, table,
+      {n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
+      seeds, np.zeros(len(seeds), int),
+      epochs=s.epochs, evals=s.evals, devices=prep.devices,
+      per_configuration=prep.per_configuration, progress=progress,
+      keep_params=True, test=test, exact_chunk=exact_chunk,
+  )
+  curves = _metric_curves(job, trained.metrics[:, :, 0], 'train')
+  if trained.test is not None:
+    curves.update(_metric_curves(job, trained.test, 'test'))
+  return Fit(
+      point=dict(point), seeds=s.seeds, curves=curves, epochs=trained.epochs,
+      params=trained.params, state=trained.state,
+  )
+
+
+@_settings.signed(exclude=_settings.GRID_ONLY)
+def fit(
+    task: Task,
+    data: Any,
+    point: Mapping[str, float],
+    *,
+    optimizer: Optimizer,
+    test: Any = None,
+    progress: Progress = None,
+    **settings: Any,
+) -> Fit:
+  r"""Trains ``task`` at one point on all of ``data``, once per seed.
+
+  .. math::
+
+    \theta_{t+1} = \theta_t + \mathrm{tx}_p\bigl(\nabla_\theta
+    L(\theta_t; b_t, \xi_t, p)\bigr)
+
+  as in :func:`grid`, with every example in the training set: the same
+  initialisation, orders of visit and keys for a given seed. With ``test``
+  (data of the same structure) the models are also evaluated on it at every
+  evaluation. Use it to refit the point :func:`grid` chose (:func:`select`
+  does both).
+
+  Args:
+    task: as for :func:`grid`.
+    data: as for :func:`grid`.
+    point: one value per name, e.g. ``result.best('val_loss')``.
+    optimizer: as for :func:`grid`.
+    test: optional held-out data.
+    progress: as for :func:`grid`.
+    **settings: the fields of :class:`Settings` but ``folds`` and
+      ``fold_seed``.
+
+  Returns:
+    A :class:`Fit`: ``.params`` and, in ``.test``, the test metrics.
+
+  Examples:
+    >>> import numpy as np
+    >>> import wdax
+    >>> from wdax import sweep
+    >>> x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    >>> data = {'x': x, 'y': (x[:, 0] > 0).astype(np.int32)}
+    >>> out = sweep.fit(
+    ...     sweep.classifier(sweep.MLP(hidden=(8,), outputs=2)),
+    ...     {'x': x[:30], 'y': data['y'][:30]}, {'rate': 1e-2},
+    ...     optimizer=sweep.kind('adamw', lr=1e-2),
+    ...     test={'x': x[30:], 'y': data['y'][30:]}, epochs=3, batch_size=10)
+    >>> sorted(out.test), out.curves['test_accuracy'].shape  # (seeds, evaluations)
+    (['accuracy', 'loss'], (1, 3))
+  """
+  if not isinstance(point, Mapping):
+    raise ValueError(f'point must be a dict of one value per name; got {point!r}.')
+  space = {name: [value] for name, value in point.items()}
+  prep = _prepare('fit', task, data, space, optimizer, settings, test=test)
+  return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
+
+
+# A refit reuses the grid's compiled program, padding its chunk with copies,
+# when a chunk holds at most this many configurations per device; beyond it
+# compiling a program of the refit's own size costs less than the padding.
+_REUSE_PER_DEVICE = 20
+
+
+@_settings.signed()
+def select(
+    task: Task,
+    data: Any,
+    space: Mapping[str, Any],
+    *,
+    optimizer: Optimizer,
+    test: Any = None,
+    metric: str = 'val_loss',
+    mode: str | None = None,
+    one_se: bool | str = False,
+    progress: Progress = None,
+    refit_progress: Progress = None,
+    **settings: Any,
+) -> Selection:
+  r"""Cross-validates ``space``, chooses a point and refits it: :func:`grid`,
+  :meth:`Result.choose`, then :func:`fit`.
+
+  .. math::
+
+    \hat p = \operatorname*{arg\,min}_{p}\; \frac{1}{F S}\sum_{k, s}
+    L_{\text{val}}(p, k, s)
+
+  where :math:`L_{\text{val}}(p, k, s)` is ``metric`` (negated for
+  ``mode='max'``) of point :math:`p` on fold :math:`k` with seed :math:`s`,
+  and :math:`F, S` the numbers of folds and seeds; :math:`\hat p` is then
+  trained on every example of ``data``, once per seed, and evaluated on
+  ``test``. The refit runs the grid's compiled program when its chunks are
+  small (as on CPU), so the whole job compiles once.
+
+  Args:
+    task: as for :func:`grid`.
+    data: as for :func:`grid`.
+    space: as for :func:`grid`.
+    optimizer: as for :func:`grid`.
+    test: optional held-out data for the refit.
+    metric: as for :meth:`Result.choose`.
+    mode: as for :meth:`Result.choose`.
+    one_se: as for :meth:`Result.choose`.
+    progress: ``progress`` of the grid.
+    refit_progress: ``progress`` of the refit.
+    **settings: as for :func:`grid`.
+
+  Returns:
+    A :class:`Selection`.
+
+  Examples:
+    >>> import numpy as np
+    >>> from wdax import sweep
+    >>> x = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int32)
+    >>> found = sweep.select(
+    ...     sweep.classifier(sweep.MLP(hidden=(8,), outputs=2)),
+    ...     {'x': x[:40], 'y': y[:40]}, {'rate': [1e-3, 1.0]},
+    ...     optimizer=sweep.kind('adamw', lr=1e-2),
+    ...     test={'x': x[40:], 'y': y[40:]}, folds=2, epochs=2, batch_size=10)
+    >>> found.refit.point == found.choice.point == found.result.best('val_loss')
+    True
+  """
+  prep = _prepare(
+      'select', task, data, space, optimizer, settings, test=test,
+      choice=(metric, mode, one_se),
+  )
+  result = _cross_validate(prep, progress)
+  choice = result.choose(metric, mode, one_se)
+  job, test = prep.job, prep.test
+  reuse = result.chunk_size <= _REUSE_PER_DEVICE * len(prep.devices)
+  if reuse:
+    refit = _refit(
+        job, prep, choice.point, test, refit_progress, rows=result.folds,
+        exact_chunk=result.chunk_size,
+    )
+  else:
+    refit_job = _guarded(job, np.ones((1, prep.n), bool))
+    refit = _refit(refit_job, prep, choice.point, test, refit_progress)
+  return Selection(result=result, choice=choice, refit=refit)
