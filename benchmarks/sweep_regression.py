@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import sys
+import time
 import warnings
 
 import timing
@@ -70,6 +71,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--criterion', choices=['loss', 'r2'], default='loss', help='how the loops and wdax choose (default: validation loss); sklearn scores by R^2, as GridSearchCV does by default')
   parser.add_argument('--warm', action='store_true', help='also time the JAX methods a second time in the same process (compiled code cached)')
   parser.add_argument('--splits', type=int, default=0, metavar='K', help="also compare sklearn's and wdax's test R^2 over K hold-outs (seeds 0..K-1)")
+  parser.add_argument('--phases', action='store_true', help="also time the phases of a cold wdax call (tracing, lowering, XLA compilation, training, refit) in a fresh process")
   parser.add_argument('--tune', action='store_true', help="also print wdax's cross-validated R^2 over epochs x batch size x lr")
   parser.add_argument('--runs', type=int, default=1, help='fresh processes to run, the order of the methods rotated (default 1: this one)')
   parser.add_argument('--results', default=None, help='append a section with the figures to this Markdown file')
@@ -261,6 +263,56 @@ def run_splits(args) -> list[str]:
   return lines
 
 
+def run_phases(args) -> list[str]:
+  """Where a cold ``select`` spends its time, in a fresh process."""
+  if args.child is None:
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+      path = os.path.join(tmp, 'phases.json')
+      argv = timing.without(sys.argv[1:], ('--runs', '--results'))
+      subprocess.run(
+          [sys.executable, __file__, *argv, '--child', '0', '--json', path], check=True
+      )
+      with open(path) as f:
+        return json.load(f)['phases']
+  import collections
+
+  import jax.monitoring
+
+  spent = collections.Counter()
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, seconds, **_: spent.update({event.rsplit('/', 1)[-1]: seconds})
+  )
+  marks = []
+  data, (rates, _) = diabetes(), _grids(args)
+
+  def mark(name):
+    return lambda done, total: marks.append((name, time.perf_counter() - start))
+
+  start = time.perf_counter()
+  with timing.Timer() as t:
+    found = _select(args, data, rates, progress=mark('grid'), refit_progress=mark('refit'))
+  grid = [m for n, m in marks if n == 'grid']
+  refit = [m for n, m in marks if n == 'refit']
+  return [
+      f'A cold `select` (chunks of {found.result.chunk_size}, {found.result.chunks} '
+      f'chunk(s)), {t.wall:.2f} s of wall and {t.cpu:.2f} s of CPU time, load '
+      f'{timing.load():.1f}:',
+      '',
+      '| phase | seconds |',
+      '| --- | ---: |',
+      f'| to the end of the first compiled call (checks, tracing, compilation) | {grid[0]:.2f} |',
+      f'| the rest of the grid (training and evaluation) | {grid[-1] - grid[0]:.2f} |',
+      f'| the refit, with its test evaluation | {refit[-1] - grid[-1]:.2f} |',
+      f'| of which the refit\'s first call | {refit[0] - grid[-1]:.2f} |',
+      f'| summed over threads: tracing to jaxprs | {spent["jaxpr_trace_duration"]:.2f} |',
+      f'| summed over threads: lowering to MLIR | {spent["jaxpr_to_mlir_module_duration"]:.2f} |',
+      f'| summed over threads: XLA compilation | {spent["backend_compile_duration"]:.2f} |',
+  ]
+
+
 def run_tune(args) -> list[str]:
   """wdax's cross-validated R^2 at its chosen rate, over epochs x batch x lr."""
   data, (rates, _) = diabetes(), _grids(args)
@@ -276,8 +328,12 @@ def run_tune(args) -> list[str]:
 
 def main() -> None:
   args = ARGS or _parse()
+  if args.phases and args.child is not None:
+    with open(args.json, 'w') as f:
+      json.dump({'phases': run_phases(args)}, f)
+    return
   if args.runs > 1 and args.child is None:
-    runs = timing.repeat(__file__, sys.argv[1:], args.runs)
+    runs = timing.repeat(__file__, sys.argv[1:], args.runs, flags=('--phases',))
   else:
     runs = [run_once(args)]
     if args.json:
@@ -286,6 +342,10 @@ def main() -> None:
       return
   lines = timing.summarise(runs, PAIRS, 'R^2') + agreement(runs[0])
   print('\n'.join(lines))
+  if args.phases:
+    phases = run_phases(args)
+    print('\n'.join(phases))
+    lines += ['', *phases]
   if args.splits:
     lines += ['', f'Test R^2 over {args.splits} hold-outs:', '', *run_splits(args)]
   if args.tune:

@@ -53,12 +53,14 @@ def rotated(names: Sequence[str], by: int) -> list[str]:
   return names[by:] + names[:by]
 
 
-def without(argv: Sequence[str], options: Sequence[str]) -> list[str]:
-  """``argv`` less each of ``options`` and its value."""
+def without(argv: Sequence[str], options: Sequence[str], flags: Sequence[str] = ()) -> list[str]:
+  """``argv`` less each of ``options`` with its value, and each of ``flags``."""
   out, skip = [], False
   for a in argv:
     if skip:
       skip = False
+    elif a in flags:
+      continue
     elif a in options:
       skip = True
     elif not a.startswith(tuple(o + '=' for o in options)):
@@ -66,11 +68,11 @@ def without(argv: Sequence[str], options: Sequence[str]) -> list[str]:
   return out
 
 
-def repeat(script: str, argv: Sequence[str], runs: int) -> list[dict]:
+def repeat(script: str, argv: Sequence[str], runs: int, flags: Sequence[str] = ()) -> list[dict]:
   """Runs ``script argv --child i --json FILE`` for ``i < runs`` (``argv``
-  less ``--runs`` and ``--results``), one after another, each in a fresh
-  process, and returns what each wrote."""
-  argv = without(argv, ('--runs', '--results'))
+  less ``--runs``, ``--results`` and ``flags``), one after another, each in a
+  fresh process, and returns what each wrote."""
+  argv = without(argv, ('--runs', '--results'), flags)
   out = []
   with tempfile.TemporaryDirectory() as tmp:
     for i in range(runs):
@@ -132,8 +134,8 @@ def summarise(runs: Sequence[dict], pairs: Sequence[tuple[str, str]], metric: st
     walls = [ratio(run, a, b) for run in runs]
     cpus = [ratio(run, a, b, 'cpu') for run in runs]
     lines.append(
-        f'- {b} / {a}: {median_range(walls, "{:.1f}x")} the wall time, '
-        f'{median_range(cpus, "{:.1f}x")} the CPU time'
+        f'- {b} / {a}: {median_range(walls, "{:.2f}x")} the wall time, '
+        f'{median_range(cpus, "{:.2f}x")} the CPU time'
     )
   if len(runs) > 1:
     lines.append(f'- medians (ranges) over {len(runs)} runs')
