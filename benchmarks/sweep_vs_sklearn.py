@@ -68,6 +68,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3, as wdax sweep)')
   parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
   parser.add_argument('--sklearn-rates', type=int, default=None, help='alphas sklearn fits (default: --rates)')
+  parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
   parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
   parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)')
   parser.add_argument('--criterion', choices=['loss', 'accuracy'], default='loss', help='how the loops and wdax choose the rate (default: validation loss, as wdax sweep); sklearn scores by accuracy, as GridSearchCV does by default')
@@ -121,7 +122,7 @@ def run_sklearn(args, data, alphas):
       hidden_layer_sizes=(args.hidden,), random_state=0, max_iter=5 if args.quick else 200,
   )
   search = GridSearchCV(mlp, {'alpha': alphas}, cv=StratifiedKFold(args.folds))
-  with warnings.catch_warnings():
+  with warnings.catch_warnings(), timing.threads(args.sklearn_threads):
     warnings.simplefilter('ignore', ConvergenceWarning)
     with timing.Timer() as t:
       search.fit(x_train, y_train)

@@ -11,6 +11,7 @@ median and range over the runs. Nothing here imports JAX: a script calls
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -37,6 +38,17 @@ class Timer:
   def __exit__(self, *exc):
     self.wall = time.perf_counter() - self.wall
     self.cpu = cpu() - self.cpu
+
+
+def threads(limit: int | None):
+  """A context limiting BLAS and OpenMP threads to ``limit`` (``None``: as
+  they are), for scikit-learn, whose OpenBLAS threads spin when the cores are
+  busy with other work."""
+  if limit is None:
+    return contextlib.nullcontext()
+  from threadpoolctl import threadpool_limits
+
+  return threadpool_limits(limit)
 
 
 def load() -> float:
