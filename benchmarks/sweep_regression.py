@@ -66,6 +66,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3)')
   parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
   parser.add_argument('--chunk-size', type=int, default=None, help="wdax's chunk_size (default: its own planning)")
+  parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
   parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
   parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
   parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core)')
@@ -143,7 +144,7 @@ def _select(args, data, rates, **overrides):
   settings = dict(
       optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK), folds=args.folds,
       epochs=args.epochs, batch_size=args.batch_size, devices=args.devices,
-      chunk_size=args.chunk_size, **_choice(args.criterion),
+      chunk_size=args.chunk_size, evals=args.evals, **_choice(args.criterion),
   )
   settings.update(overrides)
   return sweep.select(

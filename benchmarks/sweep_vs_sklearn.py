@@ -68,6 +68,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3, as wdax sweep)')
   parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
   parser.add_argument('--sklearn-rates', type=int, default=None, help='alphas sklearn fits (default: --rates)')
+  parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
   parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
   parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
   parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)')
@@ -149,7 +150,8 @@ def run_wdax(args, data, rates):
         task, {'x': x_train, 'y': y_train}, {'rate': rates},
         optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK),
         test={'x': x_test, 'y': y_test}, folds=args.folds, epochs=args.epochs,
-        batch_size=args.batch_size, devices=args.devices, **_choice(args.criterion),
+        batch_size=args.batch_size, devices=args.devices, evals=args.evals,
+        **_choice(args.criterion),
     )
   return {
       'wall': t.wall, 'cpu': t.cpu,
