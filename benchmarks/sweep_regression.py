@@ -67,6 +67,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
   parser.add_argument('--chunk-size', type=int, default=None, help="wdax's chunk_size (default: its own planning)")
   parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
+  parser.add_argument('--sklearn-jobs', type=int, default=None, help="GridSearchCV's n_jobs (default None: one process, as today; its workers' CPU time is not counted)")
   parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
   parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
   parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core)')
@@ -119,7 +120,7 @@ def run_sklearn(args, data, alphas, fold_ids):
   mlp = MLPRegressor(
       hidden_layer_sizes=(args.hidden,), random_state=0, max_iter=5 if args.quick else 200
   )
-  search = GridSearchCV(mlp, {'alpha': alphas}, cv=PredefinedSplit(fold_ids))
+  search = GridSearchCV(mlp, {'alpha': alphas}, cv=PredefinedSplit(fold_ids), n_jobs=args.sklearn_jobs)
   with warnings.catch_warnings(), timing.threads(args.sklearn_threads):
     warnings.simplefilter('ignore', ConvergenceWarning)
     with timing.Timer() as t:
