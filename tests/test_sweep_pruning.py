@@ -2,12 +2,15 @@
 against the unpruned grid's own numbers."""
 
 import dataclasses
+import math
 
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import wdax
 from wdax import sweep
@@ -48,6 +51,22 @@ def test_rungs_and_points_by_hand(min_epochs, factor, epochs, points, rungs, siz
   assert halving.configuration_epochs(points, epochs, 5) == 5 * sum(
       n * a for n, a in zip(sizes, added)
   )
+
+
+@given(
+    min_epochs=st.integers(1, 30), factor=st.integers(2, 6), extra=st.integers(0, 200),
+    count=st.integers(1, 100),
+)
+def test_laws_of_the_schedule(min_epochs, factor, extra, count):
+  halving = sweep.Halving(min_epochs, factor)
+  epochs = min_epochs + extra
+  rungs, sizes = halving.rungs(epochs), halving.points(count, epochs)
+  # Rungs at r, r eta, r eta^2, ... below the last epoch, then the last epoch.
+  assert rungs == tuple(min_epochs * factor**i for i in range(len(rungs) - 1)) + (epochs,)
+  assert len(rungs) == 1 or rungs[-2] < epochs <= rungs[-2] * factor
+  assert sizes[0] == count and len(sizes) == len(rungs)
+  assert all(b == max(1, math.ceil(a / factor)) for a, b in zip(sizes, sizes[1:]))
+  assert halving.configuration_epochs(count, epochs, 3) <= 3 * count * epochs
 
 
 def test_configuration_epochs_of_the_default_job_by_hand():
