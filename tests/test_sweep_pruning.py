@@ -2,7 +2,11 @@
 against the unpruned grid's own numbers."""
 
 import dataclasses
+import json
 import math
+import os
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -326,3 +330,50 @@ def test_a_pruned_sweep_of_a_wdax_optimizer_resumes_its_state():
   pruned = sweep.grid(task, _classes(), space, prune=sweep.Halving(2, 3), **settings)
   survivor = int(np.flatnonzero(pruned.finished)[0])
   np.testing.assert_allclose(pruned.curves['val_loss'][survivor], full.curves['val_loss'][survivor], rtol=1e-6)
+
+
+_EIGHT = '''
+import json
+import jax
+import numpy as np
+from wdax import sweep
+
+assert jax.device_count() == 8
+rng = np.random.default_rng(0)
+x = rng.normal(size=(60, 4)).astype(np.float32)
+y = ((x[:, 0] + x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 0.5)).astype(np.int32)
+args = (sweep.classifier(sweep.MLP(hidden=(8,), outputs=3)), {'x': x, 'y': y},
+        {'rate': [0.0, 0.1, 1.0], 'dropout': [0.0, 0.3, 0.6]})
+settings = dict(optimizer=sweep.kind('adamw', lr=3e-2), folds=3, seeds=2, epochs=4, batch_size=8)
+pruned = sweep.grid(*args, devices=8, prune=sweep.Halving(1, 2), **settings)
+full = sweep.grid(*args, devices=1, **settings)
+print(json.dumps({
+    'chunk_size': pruned.chunk_size, 'rung': pruned.rung.tolist(),
+    'pruned': np.nan_to_num(pruned.curves['val_loss'], nan=-1.0).tolist(),
+    'full': full.curves['val_loss'].tolist(),
+}))
+'''
+
+
+@pytest.mark.slow
+def test_a_pruned_grid_on_eight_devices_continues_as_on_one():
+  env = dict(os.environ)
+  flags = env.get('XLA_FLAGS', '').replace('--xla_force_host_platform_device_count', '--ignored')
+  env['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count=8'.strip()
+  env['JAX_PLATFORMS'] = 'cpu'
+  done = subprocess.run(
+      [sys.executable, '-c', _EIGHT], env=env, capture_output=True, text=True, timeout=600,
+      check=False,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  out = json.loads(done.stdout.strip().splitlines()[-1])
+  # 54 configurations over 8 devices; rungs at 1, 2, 4 epochs: 9, 5, 3 points.
+  assert out['chunk_size'] % 8 == 0
+  assert np.bincount(out['rung']).tolist() == [4, 2, 3]
+  pruned, full = np.array(out['pruned']), np.array(out['full'])
+  trained = np.array([1, 2, 4])[out['rung']][:, None] >= np.array([1, 2, 3, 4])[None, :]
+  for p in range(9):
+    np.testing.assert_allclose(
+        pruned[p][..., trained[p]], full[p][..., trained[p]], rtol=1e-5, atol=1e-6
+    )
+    assert (pruned[p][..., ~trained[p]] == -1.0).all()
