@@ -1,0 +1,134 @@
+"""Loading a classification data set: a .npz, a .csv, or scikit-learn's digits.
+
+Every problem with a file is reported as :class:`BadInput` naming the file
+and, where there is one, the line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from typing import Any
+
+from wdax.cli.errors import BadInput
+
+
+def _load_npz(path: str):
+  import numpy as np
+
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in f.files}
+  except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+    raise BadInput(f'{path}: not a readable .npz file ({type(e).__name__}: {e})') from None
+  missing = [k for k in ('x', 'y') if k not in arrays]
+  if missing:
+    raise BadInput(
+        f'{path}: missing array {" and ".join(map(repr, missing))}; it has '
+        f'{", ".join(map(repr, sorted(arrays))) or "no arrays"}'
+    )
+  x, y = arrays['x'], arrays['y']
+  if not np.issubdtype(x.dtype, np.number):
+    raise BadInput(f'{path}: x must be numeric; it has dtype {x.dtype}')
+  if x.ndim < 2:
+    raise BadInput(f'{path}: x must have one row per example; it has shape {x.shape}')
+  if y.ndim != 1 or len(y) != len(x):
+    raise BadInput(
+        f'{path}: y must be a vector with one label per row of x ({len(x)}); it '
+        f'has shape {y.shape}'
+    )
+  if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+    raise BadInput(f'{path}: y has NaN or infinite labels')
+  return x.reshape(len(x), -1).astype(np.float64), y
+
+
+def _load_csv(path: str):
+  import numpy as np
+
+  with open(path, newline='') as f:
+    rows = list(csv.reader(f))
+  if not rows:
+    raise BadInput(f'{path}: the file is empty')
+  header = [h.strip() for h in rows[0]]
+  if 'label' not in header:
+    raise BadInput(
+        f"{path}: no 'label' column; the columns are "
+        f'{", ".join(map(repr, header[:10]))}{" ..." if len(header) > 10 else ""}'
+    )
+  at = header.index('label')
+  features = [i for i in range(len(header)) if i != at]
+  if not features:
+    raise BadInput(f"{path}: no feature columns besides 'label'")
+  x, y = [], []
+  for line, row in enumerate(rows[1:], start=2):
+    if not any(cell.strip() for cell in row):
+      continue
+    if len(row) != len(header):
+      raise BadInput(f'{path}, line {line}: {len(row)} fields, expected {len(header)}')
+    values = []
+    for i in features:
+      cell = row[i].strip()
+      try:
+        value = float(cell)
+      except ValueError:
+        raise BadInput(
+            f'{path}, line {line}, column {header[i]!r}: {cell!r} is not a number'
+        ) from None
+      if not math.isfinite(value):
+        raise BadInput(
+            f'{path}, line {line}, column {header[i]!r}: {cell!r} is NaN or '
+            'infinite'
+        )
+      values.append(value)
+    x.append(values)
+    y.append(row[at].strip())
+  if not x:
+    raise BadInput(f'{path}: no data rows')
+  labels = np.asarray(y)
+  try:
+    labels = labels.astype(np.int64)
+  except ValueError:
+    pass
+  return np.asarray(x, np.float64), labels
+
+
+def load(data: str | None):
+  """``(x, labels, source)``: the features as float64 and the raw labels.
+
+  ``data`` is the path of a .npz or .csv file, or ``None`` for
+  scikit-learn's digits.
+  """
+  import numpy as np
+
+  if data is None:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x.astype(np.float64), y, 'sklearn.datasets.load_digits'
+  path = data
+  if not os.path.isfile(path):
+    raise BadInput(f'--data {path}: no such file')
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix == '.npz':
+    x, y = _load_npz(path)
+  elif suffix == '.csv':
+    x, y = _load_csv(path)
+  else:
+    raise BadInput(
+        f'--data {path}: expected a .npz file (arrays x and y) or a .csv file '
+        "(with a 'label' column)"
+    )
+  bad = ~np.isfinite(x).all(axis=1)
+  if bad.any():
+    raise BadInput(
+        f'{path}: x has NaN or infinite values in {int(bad.sum())} rows (first: '
+        f'row {int(np.argmax(bad))})'
+    )
+  return x, y, os.path.abspath(path)
+
+
+def label(value: Any) -> str:
+  """A class label for a message: ``2`` or ``'cat'``."""
+  value = value.item() if hasattr(value, 'item') else value
+  return repr(value) if isinstance(value, str) else str(value)

@@ -1,0 +1,249 @@
+"""Running the jobs: ``wdax sweep`` and ``wdax describe``.
+
+This is the one module of the command line that calls :mod:`wdax.sweep`:
+:func:`kinds` (the decay kinds it offers), :func:`_select` (the sweep itself)
+and :func:`_summary` (what the rest of the command line reads of its result,
+as plain numbers and arrays) are the whole seam.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from wdax.cli import loading
+from wdax.cli import prepare
+from wdax.cli import rendering
+from wdax.cli.errors import BadInput
+
+MASKS = {
+    'flax': 'kernels only (wdax.masks.flax_default())',
+    'flax+embeddings': 'kernels and embeddings',
+    'matrices': 'every leaf of rank >= 2 (wdax.masks.min_ndim(2))',
+    'all': 'every floating leaf',
+}
+
+
+def kinds() -> list[str]:
+  """The decay kinds ``wdax sweep --kind`` takes."""
+  # The sweep module imports Flax; its kind names are listed lazily for --help.
+  from wdax import sweep
+
+  return sorted(sweep.KINDS)
+
+
+def _mask(name: str) -> Any:
+  from wdax import masks
+
+  return {
+      'flax': masks.flax_default(),
+      'flax+embeddings': masks.flax_default(embeddings=True),
+      'matrices': masks.min_ndim(2),
+      'all': None,
+  }[name]
+
+
+_MASK: list[Any] = []
+
+
+def _flax_mask() -> Any:
+  # One mask object for the process: compiled programs are cached on the
+  # settings, and a mask compares by identity.
+  if not _MASK:
+    from wdax import masks
+
+    _MASK.append(masks.flax_default())
+  return _MASK[0]
+
+
+def _ask_for_devices(count: int | None) -> None:
+  """Asks XLA for one host device per core (or ``count``) before JAX starts.
+
+  Only the CPU backend reads the flag, so on a machine with accelerators it
+  changes nothing. It must be set before the first computation.
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  if 'xla_force_host_platform_device_count' in flags:
+    return
+  from jax._src import xla_bridge
+
+  if xla_bridge.backends_are_initialized():
+    return
+  count = count or min(os.cpu_count() or 1, 8)
+  os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
+
+
+def _select(args, classes: int, x_train, y_train, test, devices, progress):
+  """Cross-validates ``args.rates``, chooses one and refits it."""
+  from wdax import sweep
+
+  return sweep.select(
+      sweep.MLP(hidden=args.hidden, classes=classes), x_train, y_train, args.rates,
+      test=test,
+      criterion=args.criterion,
+      one_se=args.one_se,
+      folds=args.folds,
+      seeds=args.seeds,
+      fold_seed=args.seed,
+      chunk_size=args.chunk_size,
+      progress=progress('cross-validating', 'compiling'),
+      refit_progress=progress('refitting', 'waiting'),
+      kind=args.kind,
+      lr=args.lr,
+      mask=_flax_mask(),
+      epochs=args.epochs,
+      batch_size=args.batch_size,
+      devices=devices,
+  )
+
+
+def _summary(found) -> dict[str, Any]:
+  """What the command line reads of :func:`wdax.sweep.select`'s result."""
+  result, choice, refit = found.result, found.choice, found.refit
+  return {
+      'seeds': list(result.seeds),
+      'table': result.table(),
+      'chosen': choice.index,
+      'choice': {
+          'rate': choice.rate,
+          'criterion': choice.criterion,
+          'mean': choice.mean,
+          'se': choice.se,
+      },
+      'refit': {
+          'rate': refit.rate,
+          'test_accuracy': refit.curves['test_accuracy'][:, -1],
+          'test_loss': float(refit.curves['test_loss'][:, -1].mean()),
+          'train_accuracy': float(refit.curves['train_accuracy'][:, -1].mean()),
+      },
+      'epochs': result.epochs,
+      'curves': {name: values.mean(axis=(1, 2)) for name, values in result.curves.items()},
+      'final': {name: result.final(name) for name in result.curves},
+      'run': {
+          'devices': result.devices,
+          'chunk_size': result.chunk_size,
+          'chunks': result.chunks,
+          'bytes_per_configuration': result.bytes_per_configuration,
+      },
+  }
+
+
+def sweep(args) -> int:
+  """``wdax sweep``: returns the exit status."""
+  _ask_for_devices(args.devices)
+
+  import jax
+  import numpy as np
+
+  available = jax.local_devices()
+  if args.devices is not None and args.devices > len(available):
+    raise BadInput(
+        f'--devices {args.devices}: only {len(available)} '
+        f'{available[0].platform} device(s) are available'
+    )
+  devices = available[: args.devices] if args.devices else available
+
+  x, labels, source = loading.load(args.data)
+  names, codes = np.unique(labels, return_inverse=True)
+  if len(names) < 2:
+    raise BadInput(f'{source}: the labels have a single class, {loading.label(names[0])}')
+  train, test = prepare.holdout(codes, args.test_size, args.seed)
+  y_train, y_test = codes[train].astype(np.int32), codes[test].astype(np.int32)
+  counts = np.bincount(y_train, minlength=len(names))
+  if counts.min() < args.folds:
+    c = int(np.argmin(counts))
+    raise BadInput(
+        f'{source}: class {loading.label(names[c])} has {counts[c]} training '
+        f'example{"" if counts[c] == 1 else "s"}, fewer than --folds {args.folds}'
+    )
+  x_train, x_test = prepare.standardise(x[train], x[test])
+
+  configurations = len(args.rates) * args.folds * args.seeds
+  print(
+      f'data: {source}: {len(y_train)} training / {len(y_test)} held-out '
+      f'examples, {x.shape[1]} features, {len(names)} classes'
+  )
+  print(
+      f'grid: {len(args.rates)} rates x {args.folds} folds x {args.seeds} seed(s) = '
+      f'{configurations} trainings of MLP({", ".join(map(str, args.hidden))}) with {args.kind}, '
+      f'{args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g}'
+  )
+  times = [time.perf_counter()]
+
+  with rendering.Progress(args.quiet) as bar:
+
+    def progress(description, waiting):
+      callback = bar.task(description, waiting)
+
+      def update(done, total):
+        if callback is not None:
+          callback(done, total)
+        if done == total:
+          times.append(time.perf_counter())
+
+      return update
+
+    found = _select(args, len(names), x_train, y_train, (x_test, y_test), devices, progress)
+  summary = _summary(found)
+  swept, refitted = times[1] - times[0], times[2] - times[1]
+  run = summary['run']
+  print(
+      f'{configurations} trainings in {run["chunks"]} chunk(s) of '
+      f'{run["chunk_size"]} on {run["devices"]} {devices[0].platform} '
+      f'device(s): {swept:.1f} s (compilation included)'
+  )
+  run.update(sweep_seconds=round(swept, 3), refit_seconds=round(refitted, 3))
+  data = {
+      'source': source,
+      'train': int(len(y_train)),
+      'test': int(len(y_test)),
+      'features': int(x.shape[1]),
+      'classes': [str(n) for n in names],
+  }
+  report = rendering.report(args, data, summary)
+  rendering.print_table(summary['table'], summary['chosen'])
+  choice = summary['choice']
+  rule = ' (one-standard-error rule)' if args.one_se else ''
+  print(
+      f'chosen rate: {choice["rate"]:.3g}{rule}, validation {args.criterion} '
+      f'{choice["mean"]:.4f} ± {choice["se"]:.4f}'
+  )
+  test_accuracy = summary['refit']['test_accuracy']
+  spread = ''
+  if len(test_accuracy) > 1:
+    spread = f' ± {test_accuracy.std(ddof=1) / math.sqrt(len(test_accuracy)):.4f}'
+  print(
+      f'refit on all {len(y_train)} training examples: held-out test accuracy '
+      f'{test_accuracy.mean():.4f}{spread} ({len(y_test)} examples, '
+      f'{refitted:.1f} s)'
+  )
+  rendering.write(args.out, report, args)
+  print(f'wrote {os.path.join(args.out, "results.json")} and {os.path.join(args.out, "sweep.png")}')
+  return 0
+
+
+def describe(args) -> int:
+  """``wdax describe``: returns the exit status."""
+  import jax
+  import jax.numpy as jnp
+
+  import wdax
+  from wdax import sweep
+
+  if args.model == 'mlp':
+    model, example = sweep.MLP(hidden=args.hidden, classes=10), jnp.zeros((1, 64))
+  else:
+    model, example = prepare.transformer(), jnp.zeros((1, 16), jnp.int32)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), example))['params']
+  report = wdax.describe(params, rate=args.rate, mask=_mask(args.mask))
+  print(f'{args.model}, mask {args.mask}: {MASKS[args.mask]}')
+  if sys.stdout.isatty():
+    from rich.console import Console
+
+    Console().print(report)
+  else:
+    print(report)
+  return 0
