@@ -22,14 +22,37 @@ class _Parser(argparse.ArgumentParser):
     raise BadInput(message)
 
 
-def _positive_int(text: str) -> int:
+# Counts become int32 shapes and step counts in JAX; seeds seed NumPy's and
+# JAX's generators; rates and learning rates are float32 in the compiled
+# programs. Beyond these, a value would overflow, not train.
+INT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+FLOAT_MAX = 3.4028234663852886e38  # the largest finite float32
+MAX_RATES = 1000
+
+
+def _integer(text: str, low: int, high: int) -> int:
   try:
     value = int(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f'{text!r} must be at least 1')
+  if value < low:
+    raise argparse.ArgumentTypeError(f'{text!r} must be at least {low}')
+  if value > high:
+    raise argparse.ArgumentTypeError(f'{text!r} must be at most {high}')
   return value
+
+
+def _positive_int(text: str) -> int:
+  return _integer(text, 1, INT_MAX)
+
+
+def _folds(text: str) -> int:
+  return _integer(text, 2, INT_MAX)
+
+
+def _seed(text: str) -> int:
+  return _integer(text, 0, SEED_MAX)
 
 
 def _positive_float(text: str) -> float:
@@ -39,6 +62,8 @@ def _positive_float(text: str) -> float:
     raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
   if not math.isfinite(value) or value <= 0:
     raise argparse.ArgumentTypeError(f'{text!r} must be a positive number')
+  if value > FLOAT_MAX:
+    raise argparse.ArgumentTypeError(f'{text!r} must be at most {FLOAT_MAX:.7g} (float32)')
   return value
 
 
@@ -69,8 +94,12 @@ def parse_rates(text: str) -> list[float]:
       raise BadInput(f'--rates {text!r}: expected START:STOP:NUM, e.g. 1e-4:10:16') from None
     if num < 1:
       raise BadInput(f'--rates {text!r}: the grid is empty (NUM must be at least 1)')
+    if num > MAX_RATES:
+      raise BadInput(f'--rates {text!r}: at most {MAX_RATES} rates (NUM is {num})')
     if not (start > 0 and stop > 0 and math.isfinite(start) and math.isfinite(stop)):
       raise BadInput(f'--rates {text!r}: START and STOP of a log grid must be positive')
+    if max(start, stop) > FLOAT_MAX:
+      raise BadInput(f'--rates {text!r}: rates must be at most {FLOAT_MAX:.7g} (float32)')
     if num == 1:
       return [start]
     step = (math.log10(stop) - math.log10(start)) / (num - 1)
@@ -85,9 +114,13 @@ def parse_rates(text: str) -> list[float]:
       raise BadInput(f'--rates: {item.strip()!r} is not a number') from None
     if not math.isfinite(rate) or rate < 0:
       raise BadInput(f'--rates: {item.strip()!r} must be finite and non-negative')
+    if rate > FLOAT_MAX:
+      raise BadInput(f'--rates: {item.strip()!r} must be at most {FLOAT_MAX:.7g} (float32)')
     rates.append(rate)
   if not rates:
     raise BadInput('--rates: the grid is empty')
+  if len(set(rates)) > MAX_RATES:
+    raise BadInput(f'--rates: at most {MAX_RATES} rates (the list has {len(set(rates))})')
   return sorted(set(rates))
 
 
@@ -111,8 +144,8 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
   )
   sweep.add_argument('--data', metavar='FILE', help='a .npz with arrays x and y, or a .csv with a label column (default: load_digits)')
   sweep.add_argument('--kind', default='adamw', help='decay kind (default adamw): ' + ', '.join(kinds))
-  sweep.add_argument('--rates', default=DEFAULT_RATES, help=f'START:STOP:NUM (log-spaced) or a comma list (default {DEFAULT_RATES})')
-  sweep.add_argument('--folds', type=_positive_int, default=5, help='stratified folds (default 5)')
+  sweep.add_argument('--rates', default=DEFAULT_RATES, help=f'START:STOP:NUM (log-spaced) or a comma list, at most {MAX_RATES} rates (default {DEFAULT_RATES})')
+  sweep.add_argument('--folds', type=_folds, default=5, help='stratified folds, at least 2 (default 5)')
   sweep.add_argument('--seeds', type=_positive_int, default=1, help='seeds per rate and fold (default 1)')
   sweep.add_argument('--epochs', type=_positive_int, default=20, help='epochs per training (default 20)')
   sweep.add_argument('--hidden', type=_widths, default=(256,), help='hidden widths, comma-separated (default 256)')
@@ -121,8 +154,8 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
   sweep.add_argument('--criterion', choices=('loss', 'accuracy'), default='loss', help='choose by mean validation loss (default) or accuracy')
   sweep.add_argument('--one-se', action='store_true', help='choose the largest rate within one standard error of the best')
   sweep.add_argument('--test-size', type=_positive_float, default=0.5, help='held-out fraction, stratified (default 0.5)')
-  sweep.add_argument('--seed', type=int, default=0, help='seed of the split and the folds (default 0)')
-  sweep.add_argument('--devices', type=_positive_int, default=None, help='devices to shard the configurations over (default: all; on CPU one per core)')
+  sweep.add_argument('--seed', type=_seed, default=0, help=f'seed of the split and the folds, 0 to {SEED_MAX} (default 0)')
+  sweep.add_argument('--devices', type=_positive_int, default=None, help='devices to shard the configurations over; more than are available is refused (default: all; on CPU one per core, at most 8, and never more than the cores)')
   sweep.add_argument('--chunk-size', type=_positive_int, default=None, help='configurations per compiled chunk (default: from a memory estimate)')
   sweep.add_argument('--out', default=DEFAULT_OUT, metavar='DIR', help=f'where results.json and sweep.png go (default {DEFAULT_OUT})')
   sweep.add_argument('--quiet', action='store_true', help='no progress bar')
