@@ -60,10 +60,13 @@ def _flax_mask() -> Any:
 
 
 def _ask_for_devices(count: int | None) -> None:
-  """Asks XLA for one host device per core (or ``count``) before JAX starts.
+  """Asks XLA for one host device per core, at most 8 (or ``count``, at most
+  one per core) before JAX starts.
 
   Only the CPU backend reads the flag, so on a machine with accelerators it
-  changes nothing. It must be set before the first computation.
+  changes nothing. It must be set before the first computation. More host
+  devices than cores would run no faster, so a larger ``count`` is not asked
+  for and :func:`sweep` refuses it; ``XLA_FLAGS`` set by the user wins.
   """
   flags = os.environ.get('XLA_FLAGS', '')
   if 'xla_force_host_platform_device_count' in flags:
@@ -72,7 +75,8 @@ def _ask_for_devices(count: int | None) -> None:
 
   if xla_bridge.backends_are_initialized():
     return
-  count = count or min(os.cpu_count() or 1, 8)
+  cores = os.cpu_count() or 1
+  count = min(count, cores) if count else min(cores, 8)
   os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
 
 
@@ -140,9 +144,15 @@ def sweep(args) -> int:
 
   available = jax.local_devices()
   if args.devices is not None and args.devices > len(available):
+    hint = ''
+    if available[0].platform == 'cpu':
+      hint = (
+          f' ({os.cpu_count()} cores; XLA_FLAGS=--xla_force_host_platform_'
+          'device_count=N simulates more)'
+      )
     raise BadInput(
         f'--devices {args.devices}: only {len(available)} '
-        f'{available[0].platform} device(s) are available'
+        f'{available[0].platform} device(s) are available{hint}'
     )
   devices = available[: args.devices] if args.devices else available
 
