@@ -7,6 +7,7 @@ and, where there is one, the line and column.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from typing import Any
@@ -31,37 +32,88 @@ def _load_npz(path: str):
   x, y = arrays['x'], arrays['y']
   if not np.issubdtype(x.dtype, np.number):
     raise BadInput(f'{path}: x must be numeric; it has dtype {x.dtype}')
+  if np.issubdtype(x.dtype, np.complexfloating):
+    raise BadInput(f'{path}: x must be real; it has dtype {x.dtype}')
   if x.ndim < 2:
     raise BadInput(f'{path}: x must have one row per example; it has shape {x.shape}')
+  if x.shape[0] == 0:
+    raise BadInput(f'{path}: x has no rows; it has shape {x.shape}')
+  if x[0].size == 0:
+    raise BadInput(f'{path}: x has no features; it has shape {x.shape}')
   if y.ndim != 1 or len(y) != len(x):
     raise BadInput(
         f'{path}: y must be a vector with one label per row of x ({len(x)}); it '
         f'has shape {y.shape}'
+    )
+  if not (
+      np.issubdtype(y.dtype, np.integer)
+      or np.issubdtype(y.dtype, np.floating)
+      or y.dtype.kind in 'bSU'
+  ):
+    raise BadInput(
+        f'{path}: y must hold class labels (integers, whole numbers or strings); '
+        f'it has dtype {y.dtype}'
     )
   if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
     raise BadInput(f'{path}: y has NaN or infinite labels')
   return x.reshape(len(x), -1).astype(np.float64), y
 
 
+def _text(path: str) -> str:
+  """The file's text, UTF-8 with or without a byte-order mark."""
+  try:
+    with open(path, 'rb') as f:
+      raw = f.read()
+  except OSError as e:
+    raise BadInput(f'--data {path}: cannot read it ({e.strerror})') from None
+  try:
+    return raw.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    line = raw.count(b'\n', 0, e.start) + 1
+    raise BadInput(
+        f'{path}, line {line}: byte {raw[e.start]:#04x} is not UTF-8 text; '
+        'save the file as UTF-8'
+    ) from None
+
+
+def _records(path: str):
+  """``(line, row)`` for each record of the .csv, ``line`` where it ends."""
+  reader = csv.reader(io.StringIO(_text(path), newline=''))
+  while True:
+    try:
+      row = next(reader)
+    except StopIteration:
+      return
+    except csv.Error as e:
+      raise BadInput(f'{path}, line {reader.line_num}: not valid CSV ({e})') from None
+    yield reader.line_num, row
+
+
 def _load_csv(path: str):
   import numpy as np
 
-  with open(path, newline='') as f:
-    rows = list(csv.reader(f))
-  if not rows:
+  records = _records(path)
+  first = next(records, None)
+  if first is None:
     raise BadInput(f'{path}: the file is empty')
-  header = [h.strip() for h in rows[0]]
+  header = [h.strip() for h in first[1]]
   if 'label' not in header:
     raise BadInput(
         f"{path}: no 'label' column; the columns are "
         f'{", ".join(map(repr, header[:10]))}{" ..." if len(header) > 10 else ""}'
     )
-  at = header.index('label')
+  at = [i for i, h in enumerate(header) if h == 'label']
+  if len(at) > 1:
+    raise BadInput(
+        f"{path}: the 'label' column appears {len(at)} times (columns "
+        f'{", ".join(str(i + 1) for i in at)}); keep one'
+    )
+  at = at[0]
   features = [i for i in range(len(header)) if i != at]
   if not features:
     raise BadInput(f"{path}: no feature columns besides 'label'")
   x, y = [], []
-  for line, row in enumerate(rows[1:], start=2):
+  for line, row in records:
     if not any(cell.strip() for cell in row):
       continue
     if len(row) != len(header):
@@ -81,6 +133,8 @@ def _load_csv(path: str):
             'infinite'
         )
       values.append(value)
+    if not row[at].strip():
+      raise BadInput(f"{path}, line {line}, column 'label': the label is empty")
     x.append(values)
     y.append(row[at].strip())
   if not x:
@@ -108,7 +162,8 @@ def load(data: str | None):
     return x.astype(np.float64), y, 'sklearn.datasets.load_digits'
   path = data
   if not os.path.isfile(path):
-    raise BadInput(f'--data {path}: no such file')
+    what = 'not a file' if os.path.exists(path) else 'no such file'
+    raise BadInput(f'--data {path}: {what}')
   suffix = os.path.splitext(path)[1].lower()
   if suffix == '.npz':
     x, y = _load_npz(path)
