@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from wdax.cli import parsing
 from wdax.cli import running
 from wdax.cli.errors import BadInput
+from wdax.cli.errors import one_line
 from wdax.cli.parsing import parse_rates
 
 _JOBS = {'sweep': running.sweep, 'describe': running.describe}
@@ -33,10 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
-    args = parsing.parse(argv, kinds=running.kinds(), masks=running.MASKS)
+    try:
+      args = parsing.parse(argv, kinds=running.kinds(), masks=running.MASKS)
+    except SystemExit as done:  # --help: argparse printed it and exits
+      return int(done.code or 0)
     return _JOBS[args.command](args)
   except BadInput as e:
-    print(f'wdax: error: {e}', file=sys.stderr)
+    print(f'wdax: error: {one_line(str(e))}', file=sys.stderr)
     return 2
 
 

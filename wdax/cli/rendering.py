@@ -7,6 +7,7 @@ What is rendered here is plain data (numbers, lists, arrays) handed over by
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -192,19 +193,70 @@ def _plot(path: str, report: dict[str, Any], args) -> None:
   fig.savefig(path, dpi=130)
 
 
-def write(out: str, report: dict[str, Any], args) -> None:
-  """Writes results.json and sweep.png into a temporary folder, then moves
-  them into ``out``."""
+def _nearest_folder(path: str) -> str:
+  """The closest ancestor of ``path`` (or ``path`` itself) that exists."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  return path
+
+
+def check_out(out: str) -> None:
+  """Refuses an ``--out`` that cannot become a folder of results.
+
+  It creates nothing under ``out``: writing is tried in a folder made and
+  removed at once in the closest existing ancestor.
+  """
+  if not out:
+    raise BadInput('--out: give a folder')
+  if '\0' in out:
+    raise BadInput(f'--out {out!r}: a path cannot hold a NUL character')
   if os.path.exists(out) and not os.path.isdir(out):
     raise BadInput(f'--out {out}: exists and is not a folder')
-  staging = tempfile.mkdtemp(prefix='wdax-')
+  parent = _nearest_folder(out)
+  if not os.path.isdir(parent):
+    raise BadInput(f'--out {out}: {parent} is not a folder')
+  longest = os.pathconf(parent, 'PC_NAME_MAX') if hasattr(os, 'pathconf') else 255
+  for name in os.path.abspath(out).split(os.sep):
+    if len(os.fsencode(name)) > longest:
+      raise BadInput(f'--out {out}: a name in it is longer than {longest} bytes')
   try:
-    with open(os.path.join(staging, 'results.json'), 'w') as f:
-      json.dump(report, f, indent=1)
-      f.write('\n')
-    _plot(os.path.join(staging, 'sweep.png'), report, args)
-    os.makedirs(out, exist_ok=True)
-    for name in ('results.json', 'sweep.png'):
-      shutil.move(os.path.join(staging, name), os.path.join(out, name))
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+    os.rmdir(tempfile.mkdtemp(prefix='.wdax-', dir=parent))
+  except OSError as e:
+    raise BadInput(f'--out {out}: cannot write in {parent} ({e.strerror or e})') from None
+
+
+def _finite(value: Any) -> Any:
+  """``value`` with NaN and infinities as ``None``: JSON has no such numbers."""
+  if isinstance(value, float):
+    return value if math.isfinite(value) else None
+  if isinstance(value, dict):
+    return {k: _finite(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_finite(v) for v in value]
+  return value
+
+
+def write(out: str, report: dict[str, Any], args) -> None:
+  """Writes results.json and sweep.png into ``out``, each file whole or not
+  at all.
+
+  Both are made in a staging folder on the same file system, then renamed
+  into ``out``; NaN or infinite numbers (a diverged training) are written as
+  ``null``.
+  """
+  check_out(out)
+  try:
+    staging = tempfile.mkdtemp(prefix='.wdax-', dir=_nearest_folder(out))
+    try:
+      with open(os.path.join(staging, 'results.json'), 'w') as f:
+        json.dump(_finite(report), f, indent=1, allow_nan=False)
+        f.write('\n')
+      _plot(os.path.join(staging, 'sweep.png'), report, args)
+      os.makedirs(out, exist_ok=True)
+      for name in ('results.json', 'sweep.png'):
+        os.replace(os.path.join(staging, name), os.path.join(out, name))
+    finally:
+      shutil.rmtree(staging, ignore_errors=True)
+  except OSError as e:
+    raise BadInput(f'--out {out}: cannot write the results ({e.strerror or e})') from None

@@ -137,6 +137,7 @@ def _summary(found) -> dict[str, Any]:
 
 def sweep(args) -> int:
   """``wdax sweep``: returns the exit status."""
+  rendering.check_out(args.out)
   _ask_for_devices(args.devices)
 
   import jax
