@@ -7,12 +7,40 @@ and, where there is one, the line and column.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
 from typing import Any
 
 from wdax.cli.errors import BadInput
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """A loaded data set.
+
+  Attributes:
+    x: the features as float64, one row per example.
+    labels: the raw labels, one per row.
+    source: where they came from, for messages and results.json.
+    names: the names of the feature columns of a .csv, else ``None``.
+    shape: the shape of one example before it was flattened into a row.
+  """
+
+  x: Any
+  labels: Any
+  source: str
+  names: tuple[str, ...] | None
+  shape: tuple[int, ...]
+
+  def column(self, j: int) -> str:
+    """Feature ``j`` as a message names it: ``column 'a'`` or ``x[:, 2, 3]``."""
+    if self.names is not None:
+      return f'column {self.names[j]!r}'
+    import numpy as np
+
+    return f'x[:, {", ".join(str(int(i)) for i in np.unravel_index(j, self.shape))}]'
 
 
 def _load_npz(path: str):
@@ -56,7 +84,7 @@ def _load_npz(path: str):
     )
   if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
     raise BadInput(f'{path}: y has NaN or infinite labels')
-  return x.reshape(len(x), -1).astype(np.float64), y
+  return x.reshape(len(x), -1).astype(np.float64), y, None, x.shape[1:]
 
 
 def _text(path: str) -> str:
@@ -144,31 +172,29 @@ def _load_csv(path: str):
     labels = labels.astype(np.int64)
   except ValueError:
     pass
-  return np.asarray(x, np.float64), labels
+  names = tuple(header[i] for i in features)
+  return np.asarray(x, np.float64), labels, names, (len(names),)
 
 
-def load(data: str | None):
-  """``(x, labels, source)``: the features as float64 and the raw labels.
-
-  ``data`` is the path of a .npz or .csv file, or ``None`` for
-  scikit-learn's digits.
-  """
+def load(data: str | None) -> Data:
+  """The data set at ``data``, a .npz or .csv file, or ``None`` for
+  scikit-learn's digits."""
   import numpy as np
 
   if data is None:
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    return x.astype(np.float64), y, 'sklearn.datasets.load_digits'
+    return Data(x.astype(np.float64), y, 'sklearn.datasets.load_digits', None, x.shape[1:])
   path = data
   if not os.path.isfile(path):
     what = 'not a file' if os.path.exists(path) else 'no such file'
     raise BadInput(f'--data {path}: {what}')
   suffix = os.path.splitext(path)[1].lower()
   if suffix == '.npz':
-    x, y = _load_npz(path)
+    x, y, names, shape = _load_npz(path)
   elif suffix == '.csv':
-    x, y = _load_csv(path)
+    x, y, names, shape = _load_csv(path)
   else:
     raise BadInput(
         f'--data {path}: expected a .npz file (arrays x and y) or a .csv file '
@@ -180,7 +206,7 @@ def load(data: str | None):
         f'{path}: x has NaN or infinite values in {int(bad.sum())} rows (first: '
         f'row {int(np.argmax(bad))})'
     )
-  return x, y, os.path.abspath(path)
+  return Data(x, y, os.path.abspath(path), names, shape)
 
 
 def label(value: Any) -> str:

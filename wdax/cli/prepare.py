@@ -54,10 +54,15 @@ def standardise(x_train, x_test):
 
   where :math:`\mu_j` and :math:`\sigma_j` are the mean and the standard
   deviation of feature :math:`j` over the training examples (a constant
-  feature, :math:`\sigma_j = 0`, is only centred).
+  feature, :math:`\sigma_j = 0`, is only centred). Each feature is first
+  scaled by a power of two that brings its largest training magnitude into
+  :math:`[\tfrac12, 1)`: exact in floating point, so it changes no bit of
+  :math:`z`, but the sums no longer overflow for values past
+  :math:`10^{154}`.
 
   Returns:
-    ``(z_train, z_test)`` as float32.
+    ``(z_train, z_test)`` as float32; a held-out value too far from the
+    training values becomes infinite.
 
   Examples:
     >>> import numpy as np
@@ -65,13 +70,20 @@ def standardise(x_train, x_test):
     ...                               np.array([[5.0, 6.0]]))
     >>> z_train.tolist(), z_test.tolist()
     ([[-1.0, 0.0], [1.0, 0.0]], [[3.0, 1.0]])
+    >>> standardise(np.array([[1e300], [-1e300]]), np.array([[0.0]]))[0].ravel()
+    array([ 1., -1.], dtype=float32)
   """
   import numpy as np
 
-  mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-  std[std == 0] = 1.0
-  z_train = ((x_train - mean) / std).astype(np.float32)
-  z_test = ((x_test - mean) / std).astype(np.float32)
+  _, exponent = np.frexp(np.abs(x_train).max(axis=0))
+  scale = np.ldexp(1.0, -exponent)
+  with np.errstate(over='ignore'):
+    x_train, x_test = x_train * scale, x_test * scale
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    # A constant feature is only centred, in its own units.
+    std = np.where(std == 0, scale, std)
+    z_train = ((x_train - mean) / std).astype(np.float32)
+    z_test = ((x_test - mean) / std).astype(np.float32)
   return z_train, z_test
 
 

@@ -157,8 +157,9 @@ def sweep(args) -> int:
     )
   devices = available[: args.devices] if args.devices else available
 
-  x, labels, source = loading.load(args.data)
-  names, codes = np.unique(labels, return_inverse=True)
+  data = loading.load(args.data)
+  x, source = data.x, data.source
+  names, codes = np.unique(data.labels, return_inverse=True)
   if len(names) < 2:
     raise BadInput(f'{source}: the labels have a single class, {loading.label(names[0])}')
   train, test = prepare.holdout(codes, args.test_size, args.seed)
@@ -171,6 +172,12 @@ def sweep(args) -> int:
         f'example{"" if counts[c] == 1 else "s"}, fewer than --folds {args.folds}'
     )
   x_train, x_test = prepare.standardise(x[train], x[test])
+  far = ~np.isfinite(x_test).all(axis=0)
+  if far.any():
+    raise BadInput(
+        f'{source}: {data.column(int(np.argmax(far)))}: a held-out value is too far '
+        'from the training values to standardise in float32'
+    )
 
   configurations = len(args.rates) * args.folds * args.seeds
   print(
@@ -207,14 +214,14 @@ def sweep(args) -> int:
       f'device(s): {swept:.1f} s (compilation included)'
   )
   run.update(sweep_seconds=round(swept, 3), refit_seconds=round(refitted, 3))
-  data = {
+  about = {
       'source': source,
       'train': int(len(y_train)),
       'test': int(len(y_test)),
       'features': int(x.shape[1]),
       'classes': [str(n) for n in names],
   }
-  report = rendering.report(args, data, summary)
+  report = rendering.report(args, about, summary)
   rendering.print_table(summary['table'], summary['chosen'])
   choice = summary['choice']
   rule = ' (one-standard-error rule)' if args.one_se else ''
