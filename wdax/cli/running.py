@@ -178,6 +178,9 @@ def sweep(args) -> int:
         f'{source}: {data.column(int(np.argmax(far)))}: a held-out value is too far '
         'from the training values to standardise in float32'
     )
+  # A batch larger than the training split is the whole split; the sweep
+  # would pad every batch to the size asked for.
+  args.batch_size = min(args.batch_size, len(y_train))
 
   configurations = len(args.rates) * args.folds * args.seeds
   print(
