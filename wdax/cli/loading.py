@@ -47,7 +47,8 @@ def _load_npz(path: str):
   import numpy as np
 
   try:
-    with np.load(path, allow_pickle=False) as f:
+    # Opened here, so that the file is closed even when NumPy cannot read it.
+    with open(path, 'rb') as file, np.load(file, allow_pickle=False) as f:
       arrays = {k: f[k] for k in f.files}
   except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
     raise BadInput(f'{path}: not a readable .npz file ({type(e).__name__}: {e})') from None

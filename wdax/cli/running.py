@@ -259,7 +259,10 @@ def describe(args) -> int:
   else:
     model, example = prepare.transformer(), jnp.zeros((1, 16), jnp.int32)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), example))['params']
-  report = wdax.describe(params, rate=args.rate, mask=_mask(args.mask))
+  try:
+    report = wdax.describe(params, rate=args.rate, mask=_mask(args.mask))
+  except ValueError as e:  # the mask names a parameter the model lacks
+    raise BadInput(f'--mask {args.mask} does not fit --model {args.model}: {e}') from None
   print(f'{args.model}, mask {args.mask}: {MASKS[args.mask]}')
   if sys.stdout.isatty():
     from rich.console import Console
