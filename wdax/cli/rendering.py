@@ -16,6 +16,17 @@ from typing import Any
 from wdax.cli.errors import BadInput
 
 
+def shown(path: str) -> str:
+  r"""``path`` as text any output can hold: a byte that is not UTF-8 (which
+  Python keeps in a path as a lone surrogate) is shown as ``\xff``.
+
+  Examples:
+    >>> print(shown('data-\udcff.csv'))
+    data-\xff.csv
+  """
+  return os.fsencode(path).decode('utf-8', 'backslashreplace')
+
+
 class Progress:
   """A rich progress bar on stderr, or nothing with ``--quiet``."""
 
@@ -181,7 +192,7 @@ def _plot(path: str, report: dict[str, Any], args) -> None:
   ax_loss.legend(loc='upper left', fontsize=9, frameon=False)
   source = os.path.basename(report['data']['source']).rsplit('.', 1)[-1]
   if args.data:
-    source = os.path.basename(args.data)
+    source = shown(os.path.basename(args.data))
   hidden = ', '.join(map(str, args.hidden))
   ax.set_title(
       f'wdax sweep: {source}, MLP({hidden}), {args.epochs} epochs, '

@@ -184,7 +184,7 @@ def sweep(args) -> int:
 
   configurations = len(args.rates) * args.folds * args.seeds
   print(
-      f'data: {source}: {len(y_train)} training / {len(y_test)} held-out '
+      f'data: {rendering.shown(source)}: {len(y_train)} training / {len(y_test)} held-out '
       f'examples, {x.shape[1]} features, {len(names)} classes'
   )
   print(
@@ -242,7 +242,8 @@ def sweep(args) -> int:
       f'{refitted:.1f} s)'
   )
   rendering.write(args.out, report, args)
-  print(f'wrote {os.path.join(args.out, "results.json")} and {os.path.join(args.out, "sweep.png")}')
+  shown = rendering.shown(args.out)
+  print(f'wrote {os.path.join(shown, "results.json")} and {os.path.join(shown, "sweep.png")}')
   return 0
 
 
