@@ -80,6 +80,40 @@ def _ask_for_devices(count: int | None) -> None:
   os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
 
 
+def _memory(device) -> int | None:
+  """The bytes of memory ``device`` has: the host's RAM for a CPU."""
+  if device.platform == 'cpu':
+    try:
+      return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError):
+      return None
+  stats = device.memory_stats() or {}
+  return stats.get('bytes_limit')
+
+
+def _check_fits(args, features: int, classes: int, examples: int, device) -> None:
+  """Refuses an MLP too large for one training to fit on ``device``.
+
+  The bound is low: float32 parameters, gradients and Adam's two moments
+  (16 bytes a parameter), and the outputs of every layer on the evaluation
+  pass over all examples. Past it, XLA would fail to allocate, or wait on
+  an allocation forever, after minutes of work.
+  """
+  have = _memory(device)
+  if have is None:
+    return
+  widths = [features, *args.hidden, classes]
+  parameters = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+  need = 16 * parameters + 4 * examples * sum(widths[1:])
+  if need > have:
+    hidden = ','.join(map(str, args.hidden))
+    raise BadInput(
+        f'--hidden {hidden}: one training of MLP({hidden}) on {features} features '
+        f'needs at least {need / 2**30:.3g} GiB, more than the {have / 2**30:.3g} '
+        f'GiB of memory of a {device.platform} device'
+    )
+
+
 def _select(args, classes: int, x_train, y_train, test, devices, progress):
   """Cross-validates ``args.rates``, chooses one and refits it."""
   from wdax import sweep
@@ -171,6 +205,7 @@ def sweep(args) -> int:
         f'{source}: class {loading.label(names[c])} has {counts[c]} training '
         f'example{"" if counts[c] == 1 else "s"}, fewer than --folds {args.folds}'
     )
+  _check_fits(args, x.shape[1], len(names), len(y_train), devices[0])
   x_train, x_test = prepare.standardise(x[train], x[test])
   far = ~np.isfinite(x_test).all(axis=0)
   if far.any():
@@ -207,7 +242,17 @@ def sweep(args) -> int:
 
       return update
 
-    found = _select(args, len(names), x_train, y_train, (x_test, y_test), devices, progress)
+    try:
+      found = _select(args, len(names), x_train, y_train, (x_test, y_test), devices, progress)
+    except jax.errors.JaxRuntimeError as e:
+      # Past _check_fits's low bound the memory can still run out.
+      if 'RESOURCE_EXHAUSTED' not in str(e):
+        raise
+      hidden = ','.join(map(str, args.hidden))
+      raise BadInput(
+          f'--hidden {hidden}: out of memory training MLP({hidden}) '
+          f'({str(e).splitlines()[0]}); try a smaller --hidden, --chunk-size or --seeds'
+      ) from None
   summary = _summary(found)
   swept, refitted = times[1] - times[0], times[2] - times[1]
   run = summary['run']
