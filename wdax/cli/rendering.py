@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -28,10 +29,11 @@ def shown(path: str) -> str:
 
 
 class Progress:
-  """A rich progress bar on stderr, or nothing with ``--quiet``."""
+  """A rich progress bar on stderr, or nothing with ``--quiet`` or when
+  stderr is not a terminal (where the bar would leave only a blank line)."""
 
   def __init__(self, quiet: bool):
-    self.quiet = quiet
+    self.quiet = quiet or not sys.stderr.isatty()
 
   def __enter__(self):
     if self.quiet:
