@@ -1,13 +1,15 @@
 """Running the jobs: ``wdax sweep`` and ``wdax describe``.
 
 This is the one module of the command line that calls :mod:`wdax.sweep`:
-:func:`kinds` (the decay kinds it offers), :func:`_select` (the sweep itself)
-and :func:`_summary` (what the rest of the command line reads of its result,
-as plain numbers and arrays) are the whole seam.
+:func:`kinds` (the decay kinds it offers), :func:`_select` (the sweep
+itself), :func:`_summary` (what the rest of the command line reads of its
+result, as plain numbers and arrays) and :func:`describe`'s ``sweep.MLP``
+are the whole seam.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -169,16 +171,12 @@ def _summary(found) -> dict[str, Any]:
   }
 
 
-def sweep(args) -> int:
-  """``wdax sweep``: returns the exit status."""
-  rendering.check_out(args.out)
-  _ask_for_devices(args.devices)
-
+def _devices(count: int | None) -> list[Any]:
+  """The first ``count`` local devices (all by default); refuses more."""
   import jax
-  import numpy as np
 
   available = jax.local_devices()
-  if args.devices is not None and args.devices > len(available):
+  if count is not None and count > len(available):
     hint = ''
     if available[0].platform == 'cpu':
       hint = (
@@ -186,13 +184,29 @@ def sweep(args) -> int:
           'device_count=N simulates more)'
       )
     raise BadInput(
-        f'--devices {args.devices}: only {len(available)} '
+        f'--devices {count}: only {len(available)} '
         f'{available[0].platform} device(s) are available{hint}'
     )
-  devices = available[: args.devices] if args.devices else available
+  return available[:count] if count else available
 
-  data = loading.load(args.data)
-  x, source = data.x, data.source
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+  """The data as the sweep takes it: standardised, held-out part apart."""
+
+  names: Any  # the class names; class i is names[i]
+  x_train: Any
+  y_train: Any
+  x_test: Any
+  y_test: Any
+
+
+def _split(args, data: loading.Data, device) -> _Split:
+  """Holds out ``--test-size`` of each class and standardises; refuses data
+  too small for ``--folds`` or a model too large for ``device``."""
+  import numpy as np
+
+  source = data.source
   names, codes = np.unique(data.labels, return_inverse=True)
   if len(names) < 2:
     raise BadInput(f'{source}: the labels have a single class, {loading.label(names[0])}')
@@ -205,14 +219,29 @@ def sweep(args) -> int:
         f'{source}: class {loading.label(names[c])} has {counts[c]} training '
         f'example{"" if counts[c] == 1 else "s"}, fewer than --folds {args.folds}'
     )
-  _check_fits(args, x.shape[1], len(names), len(y_train), devices[0])
-  x_train, x_test = prepare.standardise(x[train], x[test])
+  _check_fits(args, data.x.shape[1], len(names), len(y_train), device)
+  x_train, x_test = prepare.standardise(data.x[train], data.x[test])
   far = ~np.isfinite(x_test).all(axis=0)
   if far.any():
     raise BadInput(
         f'{source}: {data.column(int(np.argmax(far)))}: a held-out value is too far '
         'from the training values to standardise in float32'
     )
+  return _Split(names, x_train, y_train, x_test, y_test)
+
+
+def sweep(args) -> int:
+  """``wdax sweep``: returns the exit status."""
+  rendering.check_out(args.out)
+  _ask_for_devices(args.devices)
+
+  import jax
+
+  devices = _devices(args.devices)
+  data = loading.load(args.data)
+  x, source = data.x, data.source
+  split = _split(args, data, devices[0])
+  names, y_train, y_test = split.names, split.y_train, split.y_test
   # A batch larger than the training split is the whole split; the sweep
   # would pad every batch to the size asked for.
   args.batch_size = min(args.batch_size, len(y_train))
@@ -243,7 +272,9 @@ def sweep(args) -> int:
       return update
 
     try:
-      found = _select(args, len(names), x_train, y_train, (x_test, y_test), devices, progress)
+      found = _select(
+          args, len(names), split.x_train, y_train, (split.x_test, y_test), devices, progress
+      )
     except jax.errors.JaxRuntimeError as e:
       # Past _check_fits's low bound the memory can still run out.
       if 'RESOURCE_EXHAUSTED' not in str(e):
