@@ -141,6 +141,10 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
       'split and report its held-out accuracy. Without --data: the digits '
       "of scikit-learn's load_digits, half held out. Writes results.json and "
       'sweep.png to --out.',
+      epilog='Bad input (an option out of range, a file that cannot be read, '
+      'data too small for the folds, a model too large for memory) ends the '
+      'run with one line on stderr and exit status 2, and nothing is written; '
+      'all of it but running out of memory is found before training starts.',
   )
   sweep.add_argument('--data', metavar='FILE', help='a .npz with arrays x and y, or a .csv with a label column (default: load_digits)')
   sweep.add_argument('--kind', default='adamw', help='decay kind (default adamw): ' + ', '.join(kinds))
@@ -148,8 +152,8 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
   sweep.add_argument('--folds', type=_folds, default=5, help='stratified folds, at least 2 (default 5)')
   sweep.add_argument('--seeds', type=_positive_int, default=1, help='seeds per rate and fold (default 1)')
   sweep.add_argument('--epochs', type=_positive_int, default=20, help='epochs per training (default 20)')
-  sweep.add_argument('--hidden', type=_widths, default=(256,), help='hidden widths, comma-separated (default 256)')
-  sweep.add_argument('--batch-size', type=_positive_int, default=32, help='minibatch size (default 32)')
+  sweep.add_argument('--hidden', type=_widths, default=(256,), help='hidden widths, comma-separated; one training must fit in memory (default 256)')
+  sweep.add_argument('--batch-size', type=_positive_int, default=32, help='minibatch size; one past the training split is the whole split (default 32)')
   sweep.add_argument('--lr', type=_positive_float, default=3e-3, help="Adam's learning rate (default 3e-3)")
   sweep.add_argument('--criterion', choices=('loss', 'accuracy'), default='loss', help='choose by mean validation loss (default) or accuracy')
   sweep.add_argument('--one-se', action='store_true', help='choose the largest rate within one standard error of the best')
