@@ -206,6 +206,10 @@ FOUND = {
         ['--data', str(_label_missing_on_line_82(tmp / 'e.csv'))],
         "e.csv, line 82, column 'label': the label is empty",
     ),
+    'NUL in a header': lambda tmp: (
+        ['--data', str(_bytes(tmp / 'n.csv', b'f0\0,f1,label\n' + b'1,2,0\n3,4,1\n' * 12))],
+        'n.csv, line 1: a NUL byte; save the file as UTF-8 text',
+    ),
     'huge field': lambda tmp: (
         ['--data', str(_text(tmp / 'h.csv', 'a,label\n' + '1' * 200_000 + ',0\n'))],
         'h.csv, line 2: not valid CSV (field larger than field limit (131072))',

@@ -96,13 +96,17 @@ def _text(path: str) -> str:
   except OSError as e:
     raise BadInput(f'--data {path}: cannot read it ({e.strerror})') from None
   try:
-    return raw.decode('utf-8-sig')
+    text = raw.decode('utf-8-sig')
   except UnicodeDecodeError as e:
     line = raw.count(b'\n', 0, e.start) + 1
     raise BadInput(
         f'{path}, line {line}: byte {raw[e.start]:#04x} is not UTF-8 text; '
         'save the file as UTF-8'
     ) from None
+  if '\0' in text:  # binary, or UTF-16 without a byte-order mark
+    line = text.count('\n', 0, text.index('\0')) + 1
+    raise BadInput(f'{path}, line {line}: a NUL byte; save the file as UTF-8 text')
+  return text
 
 
 def _records(path: str):
