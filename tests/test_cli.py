@@ -230,8 +230,12 @@ FOUND = {
     ),
     'an MLP past the memory': lambda tmp: (
         ['--data', _npz(tmp / 'd.npz', *_blobs()), '--hidden', '2147483647'],
-        '--hidden 2147483647: one training of MLP(2147483647) on 5 features needs at '
-        'least ',
+        '--hidden 2147483647 --seeds 1: training MLP(2147483647) on 5 features needs '
+        'at least ',
+    ),
+    'seeds past the memory': lambda tmp: (
+        ['--data', _npz(tmp / 'd.npz', *_blobs()), '--seeds', '2147483647'],
+        '--hidden 256 --seeds 2147483647: training MLP(256) on 5 features needs at least ',
     ),
     'folder as data': lambda tmp: (['--data', str(tmp)], f'--data {tmp}: not a file'),
     'newline in a path': lambda tmp: (
@@ -298,23 +302,31 @@ def test_issue_12_describe_refuses_a_mask_the_model_cannot_take(capsys):
   )
 
 
-def test_issue_12_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
-  # Past the low bound of memory that --hidden is checked against, XLA's
-  # own out-of-memory error becomes the one line.
+@pytest.mark.parametrize(
+    ('error', 'shown'),
+    [
+        ('xla', 'RESOURCE_EXHAUSTED: Out of memory allocating 11880002440 bytes.'),
+        ('numpy', 'Unable to allocate 102. GiB for an array with shape (1, 2, 214748365, 64)'),
+    ],
+)
+def test_issue_12_out_of_memory_is_one_line(error, shown, tmp_path, capsys, monkeypatch):
+  # Past the low bound of memory that --hidden and --seeds are checked
+  # against, running out of memory in XLA or (for a huge --epochs) in NumPy
+  # becomes the one line.
   import jax
 
   from wdax import sweep
 
   def select(*args, **kwargs):
-    raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating 11880002440 bytes.')
+    raise (jax.errors.JaxRuntimeError if error == 'xla' else MemoryError)(shown)
 
   monkeypatch.setattr(sweep, 'select', select)
   out = tmp_path / 'out'
   status = cli.main(['sweep', '--out', str(out), *TINY])
   _refused(
       status, capsys,
-      '--hidden 16: out of memory training MLP(16) (RESOURCE_EXHAUSTED: Out of memory '
-      'allocating 11880002440 bytes.); try a smaller --hidden, --chunk-size or --seeds',
+      f'out of memory in the sweep of MLP(16), 2 epochs, 1 seed(s) ({shown}); try a '
+      'smaller --hidden, --epochs, --seeds or --chunk-size',
   )
   assert not out.exists()
 

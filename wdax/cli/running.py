@@ -94,25 +94,26 @@ def _memory(device) -> int | None:
 
 
 def _check_fits(args, features: int, classes: int, examples: int, device) -> None:
-  """Refuses an MLP too large for one training to fit on ``device``.
+  """Refuses a sweep whose smallest part cannot fit on ``device``.
 
-  The bound is low: float32 parameters, gradients and Adam's two moments
-  (16 bytes a parameter), and the outputs of every layer on the evaluation
-  pass over all examples. Past it, XLA would fail to allocate, or wait on
-  an allocation forever, after minutes of work.
+  The bound is low: for one training, float32 parameters, gradients and
+  Adam's two moments (16 bytes a parameter) and the outputs of every layer
+  on the evaluation pass over all examples; and the initial parameters of
+  every seed, which the sweep holds at once. Past it, XLA would fail to
+  allocate, or wait on an allocation forever, after minutes of work.
   """
   have = _memory(device)
   if have is None:
     return
   widths = [features, *args.hidden, classes]
   parameters = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
-  need = 16 * parameters + 4 * examples * sum(widths[1:])
+  need = 4 * parameters * (4 + args.seeds) + 4 * examples * sum(widths[1:])
   if need > have:
     hidden = ','.join(map(str, args.hidden))
     raise BadInput(
-        f'--hidden {hidden}: one training of MLP({hidden}) on {features} features '
-        f'needs at least {need / 2**30:.3g} GiB, more than the {have / 2**30:.3g} '
-        f'GiB of memory of a {device.platform} device'
+        f'--hidden {hidden} --seeds {args.seeds}: training MLP({hidden}) on '
+        f'{features} features needs at least {need / 2**30:.3g} GiB, more than the '
+        f'{have / 2**30:.3g} GiB of memory of a {device.platform} device'
     )
 
 
@@ -275,14 +276,16 @@ def sweep(args) -> int:
       found = _select(
           args, len(names), split.x_train, y_train, (split.x_test, y_test), devices, progress
       )
-    except jax.errors.JaxRuntimeError as e:
-      # Past _check_fits's low bound the memory can still run out.
-      if 'RESOURCE_EXHAUSTED' not in str(e):
+    except (MemoryError, jax.errors.JaxRuntimeError) as e:
+      # Past _check_fits's low bound the memory can still run out: on the
+      # device (XLA) or on the host (NumPy, for a huge --epochs).
+      if not isinstance(e, MemoryError) and 'RESOURCE_EXHAUSTED' not in str(e):
         raise
       hidden = ','.join(map(str, args.hidden))
       raise BadInput(
-          f'--hidden {hidden}: out of memory training MLP({hidden}) '
-          f'({str(e).splitlines()[0]}); try a smaller --hidden, --chunk-size or --seeds'
+          f'out of memory in the sweep of MLP({hidden}), {args.epochs} epochs, '
+          f'{args.seeds} seed(s) ({str(e).splitlines()[0] if str(e) else type(e).__name__}); '
+          'try a smaller --hidden, --epochs, --seeds or --chunk-size'
       ) from None
   summary = _summary(found)
   swept, refitted = times[1] - times[0], times[2] - times[1]
