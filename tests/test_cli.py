@@ -331,6 +331,19 @@ def test_issue_12_out_of_memory_is_one_line(error, shown, tmp_path, capsys, monk
   assert not out.exists()
 
 
+def test_issue_12_a_diverged_sweep_under_the_one_se_rule_is_one_line(tmp_path, capsys):
+  # lr 1e38 makes every training NaN; the one-standard-error rule of
+  # wdax.sweep cannot rank NaN means (np.argmax of an empty selection).
+  out = tmp_path / 'out'
+  status = cli.main(['sweep', '--lr', '1e38', '--one-se', '--rates', '1e-3,1', *TINY, '--out', str(out)])
+  _refused(
+      status, capsys,
+      '--one-se: the training diverged (NaN validation loss) at some rate, which the '
+      'one-standard-error rule cannot rank; try a smaller --lr or --rates',
+  )
+  assert not out.exists()
+
+
 def test_issue_12_help_in_process_returns_0(capsys):
   assert cli.main(['sweep', '--help']) == 0
   assert capsys.readouterr().out.startswith('usage: wdax sweep')
@@ -391,9 +404,13 @@ def test_issue_12_a_batch_past_the_training_split_is_the_split(tmp_path, capsys)
 
 
 def test_issue_12_a_diverged_sweep_writes_null_not_nan(tmp_path, capsys):
-  report, _ = _sweep_json(tmp_path, capsys, '--lr', '1e38')
+  report, captured = _sweep_json(tmp_path, capsys, '--lr', '1e38')
   assert report['choice']['mean'] is None
   assert report['refit']['test_loss'] is None
+  assert captured.err.splitlines() == [
+      'wdax: warning: the training diverged (NaN or infinite validation loss) at 2 of 2 '
+      'rates, from 0.001; try a smaller --lr'
+  ]
 
 
 def test_issue_12_a_path_that_is_not_utf_8_is_shown_escaped(tmp_path, capsys):

@@ -287,7 +287,25 @@ def sweep(args) -> int:
           f'{args.seeds} seed(s) ({str(e).splitlines()[0] if str(e) else type(e).__name__}); '
           'try a smaller --hidden, --epochs, --seeds or --chunk-size'
       ) from None
+    except ValueError as e:
+      # wdax.sweep's one-standard-error rule cannot rank a rate whose
+      # training diverged: its mean is NaN, and nothing is within one
+      # standard error of NaN.
+      if not (args.one_se and 'argmax of an empty sequence' in str(e)):
+        raise
+      raise BadInput(
+          '--one-se: the training diverged (NaN validation loss) at some rate, which '
+          'the one-standard-error rule cannot rank; try a smaller --lr or --rates'
+      ) from None
   summary = _summary(found)
+  diverged = [row['rate'] for row in summary['table'] if not math.isfinite(row['val_loss'])]
+  if diverged:
+    print(
+        f'wdax: warning: the training diverged (NaN or infinite validation loss) at '
+        f'{len(diverged)} of {len(summary["table"])} rates, from {min(diverged):.3g}; '
+        'try a smaller --lr',
+        file=sys.stderr,
+    )
   swept, refitted = times[1] - times[0], times[2] - times[1]
   run = summary['run']
   print(
