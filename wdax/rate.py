@@ -159,15 +159,22 @@ def has_schedule(rate: RateLike) -> bool:
 
 
 def resolve(
-    rate: RateLike, all_paths: Sequence[str], hidden: Sequence[str] = ()
+    rate: RateLike,
+    all_paths: Sequence[str],
+    hidden: Sequence[str] = (),
+    *,
+    name: str = 'rate tree',
 ) -> list[Any]:
-  """One rate (number, array or schedule) per parameter path."""
+  """One rate (number, array or schedule) per parameter path.
+
+  ``name`` is how a rate tree that does not fit is called in the error.
+  """
   if isinstance(rate, Rates):
     return rate.resolve(all_paths, hidden)
   if is_rate_leaf(rate):
     return [rate] * len(all_paths)
   return _paths.broadcast_prefix(
-      rate, all_paths, name='rate tree', is_leaf=is_rate_leaf, hidden=hidden
+      rate, all_paths, name=name, is_leaf=is_rate_leaf, hidden=hidden
   )
 
 
