@@ -465,8 +465,14 @@ def toward(
         )
       if c is None or u is None:
         new.append(u)
-      else:
-        new.append(_toward(u, p, c, ref))
+        continue
+      if jnp.shape(ref) != jnp.shape(p):
+        raise ValueError(
+            f'{fn}: the state does not fit the params: its reference for '
+            f'parameter path {path!r} has shape {jnp.shape(ref)}, the parameter '
+            f'{jnp.shape(p)}; was it initialised with other params?'
+        )
+      new.append(_toward(u, p, c, ref))
     return jax.tree_util.tree_unflatten(leaves.treedef, new), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
