@@ -288,6 +288,30 @@ def fits(fn: str, what: str, value: Any, dtype: Any, path: str) -> None:
     )
 
 
+def nonvanishing(fn: str, eps: tuple[Any, Any], dtype: Any, path: str) -> None:
+  """Adam's ``(eps, eps_root)`` must not both be 0 in a floating leaf's dtype.
+
+  Adam keeps its second moment in the parameter's dtype and adds eps there:
+  in float16, whose smallest positive value is about 6e-8, the usual 1e-8 is
+  0, and a coordinate whose gradients are all 0 gets the step 0/0 = NaN.
+  Traced values are not known yet and pass.
+  """
+  dtype = np.dtype(dtype)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    return
+  if any(is_traced(e) for e in eps):
+    return
+  if all(float(np.asarray(np.asarray(e, np.float64), dtype)) == 0 for e in eps):
+    tiny = float(jnp.finfo(dtype).smallest_subnormal)
+    raise ValueError(
+        f'{fn}: eps={float(np.asarray(eps[0]))!r} (with eps_root='
+        f'{float(np.asarray(eps[1]))!r}) is 0 in {dtype}, the dtype of parameter '
+        f'path {path!r}, so Adam would divide 0 by 0 wherever the gradients so '
+        f'far are all 0; pass an eps of at least {tiny:.3g} ({dtype}\'s '
+        'smallest positive value; 1e-4 is usual for float16).'
+    )
+
+
 def _dtype(x: Any) -> Any:
   return x.dtype if hasattr(x, 'dtype') else np.result_type(x)
 

@@ -245,8 +245,9 @@ def guarded(
     learning_rate: optax.ScalarOrSchedule,
     *,
     every_update: bool = False,
+    eps: tuple[Any, Any] | None = None,
 ) -> optax.GradientTransformation:
-  """A whole optimiser ``tx`` whose inputs are checked before optax sees them.
+  r"""A whole optimiser ``tx`` whose inputs are checked before optax sees them.
 
   The decay inside an optimiser checks what reaches it, but optax's Adam or
   momentum runs first and would fail deep inside JAX, or broadcast an update
@@ -257,12 +258,19 @@ def guarded(
   optimisers whose moments need one), and the state against the state
   ``init`` would give these params, naming the first differing path. All of it
   runs while tracing, and the state is ``tx``'s own.
+
+  ``eps``, Adam's ``(eps, eps_root)``: ``init`` refuses a floating leaf in
+  whose dtype both are 0 (1e-8 is 0 in float16), where Adam's step
+  :math:`\hat m / (\sqrt{\hat v + \epsilon_r} + \epsilon)` would be 0/0 = NaN
+  at every coordinate whose gradients so far are all 0.
   """
 
   def init_fn(params: optax.Params) -> Any:
     all_paths, p_leaves = check_params(fn, params)
     for path, p in zip(all_paths, p_leaves):
       _checks.fits(fn, 'learning_rate', learning_rate, p.dtype, path)
+      if eps is not None:
+        _checks.nonvanishing(fn, eps, p.dtype, path)
     return tx.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):

@@ -182,7 +182,10 @@ def adamw(
     learning_rate: :math:`\eta`, a number or an optax schedule.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
-    eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`.
+    eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`. In float16 the
+      default 1e-8 is 0, which would make Adam's step 0/0 wherever the
+      gradients are all 0: ``init`` refuses float16 params unless ``eps``
+      (or ``eps_root``) is at least 6e-8 there (1e-4 is usual).
     eps_root: added to :math:`\hat v_t` inside the square root.
     mu_dtype: dtype of the first moment, as in ``optax.scale_by_adam``.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
@@ -231,7 +234,9 @@ def adamw(
         optax.scale_by_learning_rate(learning_rate),
         _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
     )
-  return _leafwise.guarded(fn, tx, learning_rate, every_update=True)
+  return _leafwise.guarded(
+      fn, tx, learning_rate, every_update=True, eps=(eps, eps_root)
+  )
 
 
 def sgdw(
@@ -404,7 +409,8 @@ def adams(
     learning_rate: :math:`\eta`, a number or an optax schedule.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
-    eps: :math:`\epsilon`.
+    eps: :math:`\epsilon`; at least 6e-8 for float16 params, as in
+      :func:`adamw`.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
@@ -434,4 +440,6 @@ def adams(
       _scale_by_adam_stable(b1, b2, eps, weight_decay, _masks.as_mask(mask)),
       optax.scale_by_learning_rate(learning_rate),
   )
-  return _leafwise.guarded(fn, tx, learning_rate, every_update=True)
+  return _leafwise.guarded(
+      fn, tx, learning_rate, every_update=True, eps=(eps, 0.0)
+  )
