@@ -22,6 +22,15 @@ passes ``None`` updates, whole or per leaf, through unchanged, as
 each update fits its parameter: the same structure (else the first differing
 path is named), shape, and kind of dtype (a floating parameter needs a
 floating update, possibly wider, as optax's Adam with ``mu_dtype`` gives).
+
+What the params may hold: floating leaves (bfloat16 and float16 included) and
+complex ones are decayed; integer and bool leaves never are, and their
+updates pass through unchanged; a zero-size leaf gives a zero-size update; a
+``None`` (an empty subtree to JAX, as for a frozen part) needs a ``None``
+update and gives one back; a tree without leaves gives its updates back. A
+Python number is taken as JAX takes it (``jnp.asarray``: float32 for a
+float). Anything else, such as a string, is a ``ValueError`` at ``init``
+naming its path.
 """
 
 from __future__ import annotations
