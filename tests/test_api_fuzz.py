@@ -455,3 +455,20 @@ def test_a_none_update_of_a_parameter_is_refused_by_adam(name, params, data):
     return
   with pytest.raises(ValueError, match=repr(path)):
     tx.update(updates, state, params)
+
+
+@pytest.mark.parametrize('name', sorted(DECAYS))
+def test_a_prng_key_leaf_passes_through_the_decays(name):
+  # nnx keeps RNG keys in its state; they are arrays, never decayed.
+  params = {'w': jnp.ones(2), 'rngs': {'key': jax.random.key(0)}}
+  updates = {'w': jnp.zeros(2), 'rngs': {'key': jax.random.key(1)}}
+  tx = DECAYS[name](RATE)
+  got, _ = jax.jit(tx.update)(updates, tx.init(params), params)
+  assert jnp.array_equal(
+      jax.random.key_data(got['rngs']['key']), jax.random.key_data(updates['rngs']['key'])
+  )
+  assert not np.array_equal(got['w'], updates['w']) or name == 'toward'
+  report = wdax.describe(params, rate=RATE)
+  assert [(r.path, r.dtype, r.decayed) for r in report.rows] == [
+      ('rngs/key', 'key<fry>', False), ('w', 'float32', True)
+  ]

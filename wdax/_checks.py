@@ -228,7 +228,13 @@ def same_paths(
 
 
 def _array_like(x: Any) -> bool:
-  """An array (JAX, NumPy), a tracer or a ``ShapeDtypeStruct`` of numbers or bools."""
+  """A JAX array, tracer or ``ShapeDtypeStruct``, or a NumPy array of numbers or bools.
+
+  JAX arrays of any dtype count, PRNG keys included (never decayed); NumPy
+  arrays may also hold strings or objects, which do not.
+  """
+  if isinstance(x, (jax.Array, jax.core.Tracer, jax.ShapeDtypeStruct)):
+    return True
   dtype = getattr(x, 'dtype', None)
   if dtype is None or not hasattr(x, 'shape'):
     return False

@@ -153,6 +153,6 @@ def describe(
       shown = _rates.describe_rate(r)
     shape = tuple(np.shape(leaf))
     rows.append(
-        Row(path, shape, str(np.dtype(leaf.dtype)), int(np.prod(shape)), decayed, shown)
+        Row(path, shape, str(leaf.dtype), int(np.prod(shape)), decayed, shown)
     )
   return Report(tuple(rows))
