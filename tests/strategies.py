@@ -160,16 +160,23 @@ def make_leaf(spec: Leaf, seed: int = 0) -> jnp.ndarray:
 
 
 def params_trees(
-    *, min_float: int = 0, none: bool = True, others: bool = True
+    *,
+    min_float: int = 0,
+    none: bool = True,
+    others: bool = True,
+    numbers: bool = False,
 ) -> st.SearchStrategy[dict]:
   """Small params trees: nested dicts of float, int, bool, complex, zero-size leaves.
 
   ``min_float`` floating leaves at least (of non-zero size); ``none`` allows
-  ``None`` entries (empty subtrees to JAX); ``others`` allows non-float leaves.
+  ``None`` entries (empty subtrees to JAX); ``others`` allows non-float leaves;
+  ``numbers`` allows Python numbers as leaves.
   """
   dtypes = FLOAT_DTYPES + (OTHER_DTYPES if others else ())
   specs = _leaf_specs(dtypes)
   entry = specs.map(make_leaf)
+  if numbers:
+    entry = st.one_of(entry, st.sampled_from([1.5, -2.0, 3, True, 0.25 + 1j]))
   if none:
     entry = st.one_of(entry, st.none())
   inner = st.dictionaries(st.sampled_from(NAMES), entry, max_size=3)
