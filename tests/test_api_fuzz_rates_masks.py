@@ -11,6 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import strategies
 from hypothesis import given
@@ -292,3 +293,84 @@ def test_describe_shows_a_python_number_as_jax_would_hold_it():
       ('n', 'int32', False), ('w', 'float32', True)
   ]
   assert math.isclose(report.share, 0.5)
+
+
+# wdax.schedules: the rate-related helpers.
+
+POSITIVE = st.floats(1e-300, 1e300)
+
+
+@FUZZ
+@given(
+    which=st.sampled_from(['from_timescale', 'timescale']),
+    a=POSITIVE,
+    lr=POSITIVE,
+    per_epoch=st.one_of(st.none(), POSITIVE),
+)
+def test_timescales_are_finite_and_exact_or_refused(which, a, lr, per_epoch):
+  # tau = 1 / (lr r S) both ways: a finite, positive float64 answer, equal to
+  # the exact one to rounding, or a ValueError; never inf, 0 or ZeroDivision.
+  fn = getattr(wdax.schedules, which)
+  logs = math.log(lr) + math.log(a) + math.log(per_epoch or 1.0)
+  try:
+    got = fn(a, lr, steps_per_epoch=per_epoch)
+  except ValueError as err:
+    assert 'out of range' in str(err)
+    # Refused only where float64 cannot hold the answer to full precision:
+    # above its largest value (e^709.78) or below its smallest normal one
+    # (e^-708.40), within rounding.
+    assert not -708.3 < -logs < 709.7
+    return
+  assert math.isfinite(got) and got > 0
+  assert math.isclose(math.log(got), -logs, rel_tol=1e-12, abs_tol=1e-12)
+
+
+@FUZZ
+@given(
+    which=st.sampled_from(['from_timescale', 'timescale']),
+    arg=st.sampled_from(['first', 'lr', 'steps_per_epoch']),
+    bad=strategies.bad_numbers(),
+)
+def test_a_bad_timescale_argument_is_refused_naming_it(which, arg, bad):
+  kwargs = {'first': 1.0, 'lr': 1e-3, 'steps_per_epoch': None}
+  kwargs[arg] = bad.value
+  first = kwargs.pop('first')
+  name = {'from_timescale': 'tau', 'timescale': 'rate'}[which] if arg == 'first' else arg
+  with pytest.raises(ValueError, match=name):
+    getattr(wdax.schedules, which)(first, **kwargs)
+
+
+@FUZZ
+@given(
+    which=st.sampled_from(['follow', 'corrected']),
+    arg=st.sampled_from(['lr_schedule', 'rate', 'peak_lr']),
+    bad=strategies.bad_numbers(),
+)
+def test_a_bad_follow_or_corrected_argument_is_refused_naming_it(which, arg, bad):
+  if arg == 'rate' and isinstance(bad.value, (list, tuple)):
+    return  # a rate tree, fitted to the params at init
+  kwargs = {'lr_schedule': optax.linear_schedule(1e-3, 0.0, 100), 'rate': 0.1,
+            'peak_lr': None}
+  kwargs[arg] = bad.value
+  with pytest.raises(ValueError, match=arg):
+    getattr(wdax.schedules, which)(
+        kwargs['lr_schedule'], kwargs['rate'], peak_lr=kwargs['peak_lr']
+    )
+
+
+@FUZZ
+@given(schedule=st.sampled_from([
+    lambda t: jnp.nan * t,
+    lambda t: -1.0 * t,
+    lambda t: 1.0 * t,
+    lambda t: jnp.ones(3) * t,
+    lambda t: 0.1 if t < 5 else 0.01,
+]))
+def test_a_schedule_without_a_readable_peak_asks_for_peak_lr(schedule):
+  for call in (
+      lambda: wdax.schedules.peak(schedule),
+      lambda: wdax.schedules.follow(schedule, 0.1),
+      lambda: wdax.adamw(schedule, coupling='schedule'),
+  ):
+    with pytest.raises(ValueError, match='peak'):
+      call()
