@@ -118,10 +118,13 @@ def good_rates() -> st.SearchStrategy[Any]:
   )
 
 
-def nan_schedules() -> st.SearchStrategy[Any]:
-  """Schedules that return NaN from some step on (valid at construction)."""
-  return st.integers(0, 3).map(
-      lambda k: (lambda count: jnp.where(count >= k, jnp.nan, 0.1))
+def nan_schedules() -> st.SearchStrategy[tuple[int, Any]]:
+  """``(k, schedule)``: a schedule of 0.1 that returns NaN from step ``k`` on.
+
+  Valid at construction and init: its values are known only as it runs.
+  """
+  return st.integers(0, 2).map(
+      lambda k: (k, lambda count: jnp.where(count >= k, jnp.nan, 0.1))
   )
 
 

@@ -477,3 +477,45 @@ def test_a_prng_key_leaf_passes_through_the_decays(name):
   assert [(r.path, r.dtype, r.decayed) for r in report.rows] == [
       ('rngs/key', 'key<fry>', False), ('w', 'float32', True)
   ]
+
+
+# A schedule returning NaN works as wdax.rate documents.
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(sorted(DECAYS)),
+    params=strategies.params_trees(min_float=2, none=False),
+    schedule=strategies.nan_schedules(),
+    data=st.data(),
+)
+def test_a_nan_schedule_makes_nan_exactly_where_and_when_it_decays(
+    name, params, schedule, data
+):
+  k, rate = schedule
+  paths = strategies.float_paths(params)
+  chosen = data.draw(st.sampled_from(paths), label='decayed leaf')
+  tx = DECAYS[name](rate, mask=wdax.masks.include(chosen))
+  update = jax.jit(tx.update)
+  state = tx.init(params)
+  now = _moved(params) if name == 'toward' else params
+  updates = strategies.grads_like(params)
+  for step in range(k + 1):
+    got, state = update(updates, state, now)
+    assert int(state.count) == step + 1
+    for path, g, u, p in zip(
+        wdax.leaf_paths(params), jax.tree.leaves(got), jax.tree.leaves(updates),
+        jax.tree.leaves(now),
+    ):
+      g, u, p = _np(g), _np(u), _np(p)
+      if path != chosen:
+        np.testing.assert_array_equal(g, u)  # never decayed: untouched
+      elif step < k:
+        assert np.isfinite(g).all()
+      elif name == 'cautious':
+        # Coordinates moving away from zero are not decayed, so not NaN.
+        away = np.real(np.conj(u) * p) > 0
+        np.testing.assert_array_equal(g[away], u[away])
+        assert np.isnan(g[~away]).all()
+      else:
+        assert np.isnan(g).all()
