@@ -119,7 +119,8 @@ def test_a_bad_learning_rate_is_refused_naming_it(name, bad):
 )
 def test_a_rate_that_overflows_the_dtype_is_refused_at_init(name, dtype, data):
   top = float(jnp.finfo(dtype).max)
-  # lr is 0.5: twice the largest finite value, so lr * rate overflows too.
+  # At least 2.5 times the largest finite value: with lr = 0.5, lr * rate
+  # overflows too.
   rate = data.draw(st.floats(2.5 * top, 1e300), label='rate')
   params = {'layer': {'w': jnp.ones((2, 2), dtype)}}
   message = _raises(lambda: ALL[name](rate), params)
