@@ -36,8 +36,8 @@ DECAYS = {
     'cautious': lambda rate, mask=None: wdax.cautious(rate, lr=LR, mask=mask),
     'toward': lambda rate, mask=None: wdax.toward('init', rate, lr=LR, mask=mask),
 }
-# Adam's eps is 1e-4, not 1e-8, which is 0 in float16 (refused at init:
-# tests/test_numerics_edges.py).
+# Adam's eps is 1e-4, not 1e-8, which is 0 in float16 (a NaN step for a zero
+# gradient, warned of at init: tests/test_numerics_edges.py).
 EPS = 1e-4
 
 

@@ -12,6 +12,7 @@
 """
 
 import functools
+import warnings
 
 import chex
 import jax
@@ -45,7 +46,7 @@ def _cases(dtype, theta):
   twice = _round(theta - 2 * _round(c * theta, dtype), dtype)  # c (theta - (-theta))
   # l1 moves by c toward 0: far below theta's spacing, so theta stays.
   thresholded = _round(theta - np.sign(theta) * c, dtype)
-  eps = 1e-4  # Adam's 1e-8 is 0 in float16 (see test_float16_adam_needs_...)
+  eps = 1e-4  # Adam's 1e-8 is 0 in float16 (test_float16_adam_warns_...)
 
   def toward(ref):
     return lambda: wdax.toward({'w': jnp.full((3,), ref, dtype)}, 0.1, lr=1.0)
@@ -105,27 +106,38 @@ def test_the_hand_values_are_not_trivial():
     assert cases['toward_opposite'][1] < theta * 0.81
 
 
-def test_float16_adam_needs_an_eps_that_float16_holds():
-  # 1e-8 is 0 in float16, so a coordinate with zero gradients would step by
-  # 0/0 = NaN (optax.adamw does). wdax refuses it at init, naming the path.
-  params = {'w': jnp.ones(2, jnp.float16), 'b': jnp.ones(2, jnp.bfloat16)}
-  assert float(jnp.asarray(1e-8, jnp.float16)) == 0.0
-  nan, _ = optax.adamw(0.1).update(
-      jax.tree.map(jnp.zeros_like, params), optax.adamw(0.1).init(params), params
-  )
-  assert np.isnan(np.asarray(nan['w'], np.float32)).all()
-  for tx in (wdax.adamw(0.1), wdax.adams(0.1)):
-    with pytest.raises(ValueError, match=r"eps=1e-08 .* is 0 in float16.*'w'"):
-      tx.init(params)
+def test_float16_adam_warns_of_an_eps_that_float16_cannot_hold():
+  # 1e-8 is 0 in float16, so a coordinate with zero gradients steps by
+  # 0/0 = NaN, in optax.adamw as in wdax.adamw (bit for bit): init warns,
+  # naming eps and the path, once.
+  params = {'b': jnp.ones(2, jnp.bfloat16), 'w': jnp.ones(2, jnp.float16),
+            'v': jnp.ones(2, jnp.float16)}
   zero = jax.tree.map(jnp.zeros_like, params)
+  assert float(jnp.asarray(1e-8, jnp.float16)) == 0.0
+  reference = optax.adamw(0.1)
+  want, _ = reference.update(zero, reference.init(params), params)
+  for tx in (wdax.adamw(0.1), wdax.adams(0.1)):
+    with pytest.warns(UserWarning, match=r"eps=1e-08 .* is 0 in float16.*'v'") as seen:
+      state = tx.init(params)
+    assert len(seen) == 1
+    got, _ = tx.update(zero, state, params)
+    assert np.isnan(np.asarray(got['w'], np.float32)).all()
+    assert np.isfinite(np.asarray(got['b'], np.float32)).all()
+  tx = wdax.adamw(0.1)
+  with pytest.warns(UserWarning, match='eps'):
+    state = tx.init(params)
+  chex.assert_trees_all_equal(tx.update(zero, state, params)[0], want)
   # A zero gradient: Adam's step is 0. adamw decays by lr * 1e-4 (its default
   # weight decay) * w; adams not at all while every gradient so far is 0.
-  for tx, want in ((wdax.adamw(0.1, eps=1e-4), -1e-5),
-                   (wdax.adamw(0.1, eps_root=1e-4), -1e-5),
-                   (wdax.adams(0.1, eps=1e-4), 0.0)):
-    updates, _ = tx.update(zero, tx.init(params), params)
+  for tx, decay in ((wdax.adamw(0.1, eps=1e-4), -1e-5),
+                    (wdax.adamw(0.1, eps_root=1e-4), -1e-5),
+                    (wdax.adams(0.1, eps=1e-4), 0.0)):
+    with warnings.catch_warnings():
+      warnings.simplefilter('error')
+      state = tx.init(params)
+    updates, _ = tx.update(zero, state, params)
     for u in jax.tree.leaves(updates):
-      np.testing.assert_allclose(np.asarray(u, np.float64), want, rtol=1e-2)
+      np.testing.assert_allclose(np.asarray(u, np.float64), decay, rtol=1e-2)
 
 
 # optax.apply_if_finite: a step with a NaN gradient changes nothing.

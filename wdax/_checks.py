@@ -133,8 +133,8 @@ def flag(value: Any, name: str) -> bool:
   return bool(value)
 
 
-def float_dtype(value: Any, name: str) -> Any:
-  """``None`` or a floating dtype (a dtype, its name, or a scalar type)."""
+def inexact_dtype(value: Any, name: str) -> Any:
+  """``None`` or a floating or complex dtype (a dtype, its name, or a scalar type)."""
   if value is None:
     return None
   dtype = None
@@ -143,10 +143,10 @@ def float_dtype(value: Any, name: str) -> Any:
       dtype = jnp.dtype(value)
     except (TypeError, ValueError):
       pass
-  if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+  if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
     raise ValueError(
-        f'{name} must be None or a floating dtype such as jnp.float32; got '
-        f'{value!r}.'
+        f'{name} must be None or a floating or complex dtype such as '
+        f'jnp.float32; got {value!r}.'
     )
   return value
 
@@ -294,8 +294,10 @@ def fits(fn: str, what: str, value: Any, dtype: Any, path: str) -> None:
     )
 
 
-def nonvanishing(fn: str, eps: tuple[Any, Any], dtype: Any, path: str) -> None:
-  """Adam's ``(eps, eps_root)`` must not both be 0 in a floating leaf's dtype.
+def vanishing_eps(
+    fn: str, eps: tuple[Any, Any], dtype: Any, path: str
+) -> str | None:
+  """Why Adam's ``(eps, eps_root)`` are no guard in ``dtype``, or ``None``.
 
   Adam keeps its second moment in the parameter's dtype and adds eps there:
   in float16, whose smallest positive value is about 6e-8, the usual 1e-8 is
@@ -303,19 +305,18 @@ def nonvanishing(fn: str, eps: tuple[Any, Any], dtype: Any, path: str) -> None:
   Traced values are not known yet and pass.
   """
   dtype = np.dtype(dtype)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    return
-  if any(is_traced(e) for e in eps):
-    return
-  if all(float(np.asarray(np.asarray(e, np.float64), dtype)) == 0 for e in eps):
-    tiny = float(jnp.finfo(dtype).smallest_subnormal)
-    raise ValueError(
-        f'{fn}: eps={float(np.asarray(eps[0]))!r} (with eps_root='
-        f'{float(np.asarray(eps[1]))!r}) is 0 in {dtype}, the dtype of parameter '
-        f'path {path!r}, so Adam would divide 0 by 0 wherever the gradients so '
-        f'far are all 0; pass an eps of at least {tiny:.3g} ({dtype}\'s '
-        'smallest positive value; 1e-4 is usual for float16).'
-    )
+  if not jnp.issubdtype(dtype, jnp.floating) or any(is_traced(e) for e in eps):
+    return None
+  if any(float(np.asarray(np.asarray(e, np.float64), dtype)) != 0 for e in eps):
+    return None
+  tiny = float(jnp.finfo(dtype).smallest_subnormal)
+  return (
+      f'{fn}: eps={float(np.asarray(eps[0]))!r} (with eps_root='
+      f'{float(np.asarray(eps[1]))!r}) is 0 in {dtype}, the dtype of parameter '
+      f'path {path!r}, so Adam divides 0 by 0 (NaN) wherever the gradients so '
+      f'far are all 0, as optax.adamw does; pass an eps of at least {tiny:.3g} '
+      f"({dtype}'s smallest positive value; 1e-4 is usual for float16)."
+  )
 
 
 def _dtype(x: Any) -> Any:

@@ -10,6 +10,7 @@ select, evaluates schedules once per trace, and builds the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
@@ -259,18 +260,23 @@ def guarded(
   ``init`` would give these params, naming the first differing path. All of it
   runs while tracing, and the state is ``tx``'s own.
 
-  ``eps``, Adam's ``(eps, eps_root)``: ``init`` refuses a floating leaf in
-  whose dtype both are 0 (1e-8 is 0 in float16), where Adam's step
-  :math:`\hat m / (\sqrt{\hat v + \epsilon_r} + \epsilon)` would be 0/0 = NaN
-  at every coordinate whose gradients so far are all 0.
+  ``eps``, Adam's ``(eps, eps_root)``: ``init`` warns, once, of a floating
+  leaf in whose dtype both are 0 (1e-8 is 0 in float16), where Adam's step
+  :math:`\hat m / (\sqrt{\hat v + \epsilon_r} + \epsilon)` is 0/0 = NaN at
+  every coordinate whose gradients so far are all 0. A warning, not an
+  error: ``optax.adamw`` runs so, and ``wdax.adamw`` matches it bit for bit.
   """
 
   def init_fn(params: optax.Params) -> Any:
     all_paths, p_leaves = check_params(fn, params)
+    warned = eps is None
     for path, p in zip(all_paths, p_leaves):
       _checks.fits(fn, 'learning_rate', learning_rate, p.dtype, path)
-      if eps is not None:
-        _checks.nonvanishing(fn, eps, p.dtype, path)
+      if not warned:
+        why = _checks.vanishing_eps(fn, eps, p.dtype, path)
+        if why is not None:
+          warnings.warn(why, UserWarning, stacklevel=2)
+          warned = True
     return tx.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):

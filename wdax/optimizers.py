@@ -183,9 +183,10 @@ def adamw(
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
     eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`. In float16 the
-      default 1e-8 is 0, which would make Adam's step 0/0 wherever the
-      gradients are all 0: ``init`` refuses float16 params unless ``eps``
-      (or ``eps_root``) is at least 6e-8 there (1e-4 is usual).
+      default 1e-8 is 0, which makes Adam's step 0/0 = NaN wherever the
+      gradients are all 0 (as in ``optax.adamw``): ``init`` warns for float16
+      params unless ``eps`` (or ``eps_root``) is at least 6e-8 there (1e-4 is
+      usual).
     eps_root: added to :math:`\hat v_t` inside the square root.
     mu_dtype: dtype of the first moment, as in ``optax.scale_by_adam``.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
@@ -218,7 +219,7 @@ def adamw(
       b2=_checks.number(b2, f'{fn}: b2', below=1),
       eps=_checks.number(eps, f'{fn}: eps'),
       eps_root=_checks.number(eps_root, f'{fn}: eps_root'),
-      mu_dtype=_checks.float_dtype(mu_dtype, f'{fn}: mu_dtype'),
+      mu_dtype=_checks.inexact_dtype(mu_dtype, f'{fn}: mu_dtype'),
       nesterov=_checks.flag(nesterov, f'{fn}: nesterov'),
   )
   if coupling == 'lr':
@@ -409,8 +410,8 @@ def adams(
     learning_rate: :math:`\eta`, a number or an optax schedule.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
-    eps: :math:`\epsilon`; at least 6e-8 for float16 params, as in
-      :func:`adamw`.
+    eps: :math:`\epsilon`; ``init`` warns if it is 0 in float16, as
+      :func:`adamw` does.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
