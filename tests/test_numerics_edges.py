@@ -20,6 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import strategies
+from hypothesis import given
+from hypothesis import strategies as st
 from jax.experimental import checkify
 
 import wdax
@@ -292,3 +295,60 @@ def test_debug_nans_raises_at_the_nan():
     _, state = update(_grads(0), tx.init(params), params)
     with pytest.raises(FloatingPointError):
       update(_grads(0), state, params)
+
+
+# The same, fuzzed over the decays, params and the step the NaN starts at.
+
+DECAYS = {
+    'l2': lambda rate, mask: wdax.l2(rate, mask=mask),
+    'decoupled': lambda rate, mask: wdax.decoupled(rate, lr=0.5, mask=mask),
+    'l1': lambda rate, mask: wdax.l1(rate, lr=0.5, mask=mask),
+    'cautious': lambda rate, mask: wdax.cautious(rate, lr=0.5, mask=mask),
+    'toward': lambda rate, mask: wdax.toward('init', rate, lr=0.5, mask=mask),
+}
+
+
+def _as_float64(x):
+  x = np.asarray(x)
+  return x.astype(np.complex128 if np.iscomplexobj(x) else np.float64)
+
+
+@strategies.FUZZ
+@given(
+    name=st.sampled_from(sorted(DECAYS)),
+    params=strategies.params_trees(min_float=2, none=False),
+    schedule=strategies.nan_schedules(),
+    data=st.data(),
+)
+def test_a_nan_schedule_makes_nan_exactly_where_and_when_it_decays(
+    name, params, schedule, data
+):
+  k, rate = schedule
+  chosen = data.draw(st.sampled_from(strategies.float_paths(params)), label='leaf')
+  tx = DECAYS[name](rate, masks.include(chosen))
+  update = jax.jit(tx.update)
+  state = tx.init(params)
+  if name == 'toward':  # away from the reference taken at init
+    params = jax.tree.map(
+        lambda x: x + jnp.asarray(1, x.dtype) if strategies.is_float(x) else x, params
+    )
+  updates = strategies.grads_like(params)
+  for step in range(k + 1):
+    got, state = update(updates, state, params)
+    assert int(state.count) == step + 1
+    for path, g, u, p in zip(
+        wdax.leaf_paths(params), jax.tree.leaves(got), jax.tree.leaves(updates),
+        jax.tree.leaves(params),
+    ):
+      g, u, p = _as_float64(g), _as_float64(u), _as_float64(p)
+      if path != chosen:
+        np.testing.assert_array_equal(g, u)  # never decayed: untouched
+      elif step < k:
+        assert np.isfinite(g).all()
+      elif name == 'cautious':
+        # Coordinates moving away from zero are not decayed, so not NaN.
+        away = np.real(np.conj(u) * p) > 0
+        np.testing.assert_array_equal(g[away], u[away])
+        assert np.isnan(g[~away]).all()
+      else:
+        assert np.isnan(g).all()
