@@ -8,8 +8,9 @@ trees, ``None``, integer, bool, complex and zero-size leaves) must work as
 documented, checked against an independent reference: the formula in NumPy,
 or optax's own optimiser.
 
-The masks, ``wdax.rates`` and ``wdax.describe`` are fuzzed in
-tests/test_api_fuzz_masks.py.
+The masks, ``wdax.rates``, ``wdax.describe`` and ``wdax.schedules`` are fuzzed
+in tests/test_api_fuzz_rates_masks.py, NaN schedules in
+tests/test_numerics_edges.py.
 """
 
 import functools

@@ -1,4 +1,4 @@
-"""Masks, ``wdax.rates`` and ``wdax.describe``, fuzzed.
+"""Masks, ``wdax.rates``, ``wdax.describe`` and ``wdax.schedules``, fuzzed.
 
 Bad arguments to the mask constructors, to ``rates`` and to ``describe`` are
 refused with a message naming the argument, pattern or parameter path. Valid
