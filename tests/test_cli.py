@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from wdax import cli
+from wdax import sweep
 
 TINY = ['--epochs', '2', '--folds', '2', '--hidden', '16', '--batch-size', '16', '--quiet', '--devices', '1']
 
@@ -315,8 +316,6 @@ def test_issue_12_out_of_memory_is_one_line(error, shown, tmp_path, capsys, monk
   # becomes the one line.
   import jax
 
-  from wdax import sweep
-
   def select(*args, **kwargs):
     raise (jax.errors.JaxRuntimeError if error == 'xla' else MemoryError)(shown)
 
@@ -331,15 +330,16 @@ def test_issue_12_out_of_memory_is_one_line(error, shown, tmp_path, capsys, monk
   assert not out.exists()
 
 
-def test_issue_12_a_diverged_sweep_under_the_one_se_rule_is_one_line(tmp_path, capsys):
-  # lr 1e38 makes every training NaN; the one-standard-error rule of
-  # wdax.sweep cannot rank NaN means (np.argmax of an empty selection).
+@pytest.mark.parametrize('rule', [[], ['--one-se']])
+def test_a_sweep_diverged_at_every_rate_is_one_line(rule, tmp_path, capsys):
+  # lr 1e38 makes every training NaN; wdax.sweep chooses no point with a
+  # diverged training, so there is nothing to choose or refit.
   out = tmp_path / 'out'
-  status = cli.main(['sweep', '--lr', '1e38', '--one-se', '--rates', '1e-3,1', *TINY, '--out', str(out)])
+  status = cli.main(['sweep', '--lr', '1e38', *rule, '--rates', '1e-3,1', *TINY, '--out', str(out)])
   _refused(
       status, capsys,
-      '--one-se: the training diverged (NaN validation loss) at some rate, which the '
-      'one-standard-error rule cannot rank; try a smaller --lr or --rates',
+      'the training diverged (NaN or infinite loss) at every one of the 2 rates, so '
+      'none can be chosen; try a smaller --lr',
   )
   assert not out.exists()
 
@@ -358,7 +358,7 @@ def test_issue_12_a_held_out_value_too_far_names_its_column(tmp_path, capsys):
   x = x.reshape(80, 5, 1)
   # Feature (3, 0) is 0 on every training example; one held-out example
   # sits 1e300 from it, which float32 cannot hold after standardising.
-  held_out = cli.prepare.holdout(y, 0.5, 0)[1]
+  held_out = sweep.stratified_split(y, 0.5, seed=0)[1]
   x[:, 3, 0] = 0.0
   x[held_out[0], 3, 0] = 1e300
   out = tmp_path / 'out'
@@ -403,13 +403,25 @@ def test_issue_12_a_batch_past_the_training_split_is_the_split(tmp_path, capsys)
   assert whole['table'] == exact['table']
 
 
-def test_issue_12_a_diverged_sweep_writes_null_not_nan(tmp_path, capsys):
-  report, captured = _sweep_json(tmp_path, capsys, '--lr', '1e38')
-  assert report['choice']['mean'] is None
-  assert report['refit']['test_loss'] is None
+@pytest.mark.parametrize('rule', [[], ['--one-se']])
+def test_issue_12_a_diverged_rate_writes_null_not_nan(rule, tmp_path, capsys):
+  # adamw's decay per step lr * rate = 3e35 blows the weights up at rate
+  # 1e38; the rate 1e-3 trains, and is chosen, by either rule.
+  out = tmp_path / 'out'
+  status = cli.main(['sweep', '--rates', '1e-3,1e38', *rule, *TINY, '--out', str(out)])
+  captured = capsys.readouterr()
+  assert status == 0, captured.err
+  report = json.loads(
+      (out / 'results.json').read_text(),
+      parse_constant=lambda name: pytest.fail(f'{name} in results.json'),
+  )
+  assert report['choice']['rate'] == 0.001
+  diverged = report['table'][1]
+  assert diverged['rate'] == 1e38 and diverged['diverged'] == 2
+  assert diverged['val_loss'] is None and diverged['gap'] is None
   assert captured.err.splitlines() == [
-      'wdax: warning: the training diverged (NaN or infinite validation loss) at 2 of 2 '
-      'rates, from 0.001; try a smaller --lr'
+      'wdax: warning: the training diverged (NaN or infinite loss) at 1 of 2 rates, '
+      'from 1e+38; those are never chosen; try a smaller --lr'
   ]
 
 
@@ -425,6 +437,29 @@ def test_issue_12_a_path_that_is_not_utf_8_is_shown_escaped(tmp_path, capsys):
   assert f'data: {tmp_path}/d\\xff.npz: ' in captured.out
   assert f'wrote {tmp_path}/out\\xfe/results.json' in captured.out
   assert sorted(os.listdir(out)) == ['results.json', 'sweep.png']
+
+
+def test_a_second_run_in_the_process_compiles_nothing(tmp_path, capsys):
+  # The optimiser (its kind and mask) and the task compare by value, so the
+  # second run of the same job finds the first run's compiled programs.
+  from jax import monitoring
+
+  compiled = []
+
+  def listen(name, seconds, **kwargs):
+    if name == '/jax/core/compile/backend_compile_duration':
+      compiled.append(seconds)
+
+  monitoring.register_event_duration_secs_listener(listen)
+  try:
+    args = ['sweep', '--rates', '1e-3,1', *TINY]
+    assert cli.main([*args, '--out', str(tmp_path / 'a')]) == 0
+    first = len(compiled)
+    assert cli.main([*args, '--out', str(tmp_path / 'b')]) == 0
+  finally:
+    monitoring.unregister_event_duration_listener(listen)
+  capsys.readouterr()
+  assert len(compiled) == first
 
 
 def test_bad_input_from_the_shell_is_one_line(tmp_path):

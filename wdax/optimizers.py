@@ -37,9 +37,11 @@ COUPLINGS = ('lr', 'schedule', 'none', 'corrected')
 
 # optax keeps the step count of a scheduled add_decayed_weights in a NamedTuple
 # it does not export. wdax.adamw(coupling='lr') uses the same class, read off
-# such a state, so that its state has optax.adamw's tree structure.
+# such a state, so that its state has optax.adamw's tree structure. It is
+# read abstractly: a computation at import would start JAX's backend, after
+# which the number of host devices (XLA_FLAGS) can no longer be set.
 _OPTAX_DECAY_STATE = type(
-    optax.add_decayed_weights(optax.constant_schedule(0.0)).init({})
+    jax.eval_shape(lambda: optax.add_decayed_weights(optax.constant_schedule(0.0)).init({}))
 )
 
 

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from wdax.cli import loading
-from wdax.cli import prepare
 from wdax.cli import rendering
 from wdax.cli.errors import BadInput
 
@@ -46,19 +45,6 @@ def _mask(name: str) -> Any:
       'matrices': masks.min_ndim(2),
       'all': None,
   }[name]
-
-
-_MASK: list[Any] = []
-
-
-def _flax_mask() -> Any:
-  # One mask object for the process: compiled programs are cached on the
-  # settings, and a mask compares by identity.
-  if not _MASK:
-    from wdax import masks
-
-    _MASK.append(masks.flax_default())
-  return _MASK[0]
 
 
 def _ask_for_devices(count: int | None) -> None:
@@ -117,14 +103,22 @@ def _check_fits(args, features: int, classes: int, examples: int, device) -> Non
     )
 
 
-def _select(args, classes: int, x_train, y_train, test, devices, progress):
+def _select(args, classes: int, train, test, devices, progress):
   """Cross-validates ``args.rates``, chooses one and refits it."""
+  from wdax import masks
   from wdax import sweep
 
+  by_loss = args.criterion == 'loss'
   return sweep.select(
-      sweep.MLP(hidden=args.hidden, classes=classes), x_train, y_train, args.rates,
+      sweep.classifier(sweep.MLP(hidden=args.hidden, outputs=classes)),
+      train,
+      {'rate': args.rates},
+      # Masks and kinds compare by value: a second run in the same process
+      # makes an equal optimiser, and reuses the compiled programs.
+      optimizer=sweep.kind(args.kind, lr=args.lr, mask=masks.flax_default()),
       test=test,
-      criterion=args.criterion,
+      metric='val_loss' if by_loss else 'val_accuracy',
+      mode='min' if by_loss else 'max',
       one_se=args.one_se,
       folds=args.folds,
       seeds=args.seeds,
@@ -132,33 +126,42 @@ def _select(args, classes: int, x_train, y_train, test, devices, progress):
       chunk_size=args.chunk_size,
       progress=progress('cross-validating', 'compiling'),
       refit_progress=progress('refitting', 'waiting'),
-      kind=args.kind,
-      lr=args.lr,
-      mask=_flax_mask(),
       epochs=args.epochs,
       batch_size=args.batch_size,
       devices=devices,
   )
 
 
-def _summary(found) -> dict[str, Any]:
+def _table(result) -> list[dict[str, Any]]:
+  """The result's table, with each rate's generalisation gap: training
+  minus validation accuracy, mean and s.e. over the trainings."""
+  from wdax.sweep import results
+
+  gap, gap_se = results.mean_se(result.final('train_accuracy') - result.final('val_accuracy'))
+  rows = result.table()
+  for row, mean, se in zip(rows, gap, gap_se):
+    row['gap'], row['gap_se'] = float(mean), float(se)
+  return rows
+
+
+def _summary(found, criterion: str) -> dict[str, Any]:
   """What the command line reads of :func:`wdax.sweep.select`'s result."""
   result, choice, refit = found.result, found.choice, found.refit
   return {
       'seeds': list(result.seeds),
-      'table': result.table(),
+      'table': _table(result),
       'chosen': choice.index,
       'choice': {
-          'rate': choice.rate,
-          'criterion': choice.criterion,
+          'rate': choice.point['rate'],
+          'criterion': criterion,
           'mean': choice.mean,
           'se': choice.se,
       },
       'refit': {
-          'rate': refit.rate,
-          'test_accuracy': refit.curves['test_accuracy'][:, -1],
-          'test_loss': float(refit.curves['test_loss'][:, -1].mean()),
-          'train_accuracy': float(refit.curves['train_accuracy'][:, -1].mean()),
+          'rate': refit.point['rate'],
+          'test_accuracy': refit.final('test_accuracy'),
+          'test_loss': refit.test['loss'],
+          'train_accuracy': float(refit.final('train_accuracy').mean()),
       },
       'epochs': result.epochs,
       'curves': {name: values.mean(axis=(1, 2)) for name, values in result.curves.items()},
@@ -207,11 +210,13 @@ def _split(args, data: loading.Data, device) -> _Split:
   too small for ``--folds`` or a model too large for ``device``."""
   import numpy as np
 
+  from wdax import sweep
+
   source = data.source
   names, codes = np.unique(data.labels, return_inverse=True)
   if len(names) < 2:
     raise BadInput(f'{source}: the labels have a single class, {loading.label(names[0])}')
-  train, test = prepare.holdout(codes, args.test_size, args.seed)
+  train, test = sweep.stratified_split(codes, args.test_size, seed=args.seed)
   y_train, y_test = codes[train].astype(np.int32), codes[test].astype(np.int32)
   counts = np.bincount(y_train, minlength=len(names))
   if counts.min() < args.folds:
@@ -221,7 +226,7 @@ def _split(args, data: loading.Data, device) -> _Split:
         f'example{"" if counts[c] == 1 else "s"}, fewer than --folds {args.folds}'
     )
   _check_fits(args, data.x.shape[1], len(names), len(y_train), device)
-  x_train, x_test = prepare.standardise(data.x[train], data.x[test])
+  x_train, x_test = sweep.standardize(data.x[train], data.x[test])
   far = ~np.isfinite(x_test).all(axis=0)
   if far.any():
     raise BadInput(
@@ -274,7 +279,8 @@ def sweep(args) -> int:
 
     try:
       found = _select(
-          args, len(names), split.x_train, y_train, (split.x_test, y_test), devices, progress
+          args, len(names), {'x': split.x_train, 'y': y_train},
+          {'x': split.x_test, 'y': y_test}, devices, progress,
       )
     except (MemoryError, jax.errors.JaxRuntimeError) as e:
       # Past _check_fits's low bound the memory can still run out: on the
@@ -288,22 +294,21 @@ def sweep(args) -> int:
           'try a smaller --hidden, --epochs, --seeds or --chunk-size'
       ) from None
     except ValueError as e:
-      # wdax.sweep's one-standard-error rule cannot rank a rate whose
-      # training diverged: its mean is NaN, and nothing is within one
-      # standard error of NaN.
-      if not (args.one_se and 'argmax of an empty sequence' in str(e)):
+      # wdax.sweep never chooses a point with a diverged training; when
+      # every one diverged there is nothing to choose or refit.
+      if 'diverged' not in str(e):
         raise
       raise BadInput(
-          '--one-se: the training diverged (NaN validation loss) at some rate, which '
-          'the one-standard-error rule cannot rank; try a smaller --lr or --rates'
+          f'the training diverged (NaN or infinite loss) at every one of the '
+          f'{len(args.rates)} rates, so none can be chosen; try a smaller --lr'
       ) from None
-  summary = _summary(found)
-  diverged = [row['rate'] for row in summary['table'] if not math.isfinite(row['val_loss'])]
+  summary = _summary(found, args.criterion)
+  diverged = [row['rate'] for row in summary['table'] if row['diverged']]
   if diverged:
     print(
-        f'wdax: warning: the training diverged (NaN or infinite validation loss) at '
+        f'wdax: warning: the training diverged (NaN or infinite loss) at '
         f'{len(diverged)} of {len(summary["table"])} rates, from {min(diverged):.3g}; '
-        'try a smaller --lr',
+        'those are never chosen; try a smaller --lr',
         file=sys.stderr,
     )
   swept, refitted = times[1] - times[0], times[2] - times[1]
@@ -353,9 +358,9 @@ def describe(args) -> int:
   from wdax import sweep
 
   if args.model == 'mlp':
-    model, example = sweep.MLP(hidden=args.hidden, classes=10), jnp.zeros((1, 64))
+    model, example = sweep.MLP(hidden=args.hidden, outputs=10), jnp.zeros((1, 64))
   else:
-    model, example = prepare.transformer(), jnp.zeros((1, 16), jnp.int32)
+    model, example = sweep.TinyTransformer(), jnp.zeros((1, 16), jnp.int32)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), example))['params']
   try:
     report = wdax.describe(params, rate=args.rate, mask=_mask(args.mask))
