@@ -159,3 +159,55 @@ def test_fit_final_and_test_metrics():
   )
   np.testing.assert_array_equal(fit.final('train_loss'), [1.0, 2.0])
   assert fit.test == {'loss': 1.0}
+
+
+def _pruned():
+  """Three points, two folds, evaluations after epochs 1, 3 and 9; point 0
+  stopped after rung 0 (epoch 1), point 1 after rung 1 (epoch 3)."""
+  nan = np.nan
+  val_loss = np.array([
+      [[0.2, nan, nan], [0.4, nan, nan]],  # the lowest loss, after one epoch
+      [[0.9, 0.7, nan], [0.9, 0.5, nan]],
+      [[0.8, 0.6, 0.5], [0.8, 0.6, 0.7]],
+  ])[:, :, None, :]
+  return sweep.Result(
+      points=[{'rate': r} for r in (0.0, 0.1, 1.0)],
+      curves={'train_loss': np.where(np.isnan(val_loss), nan, 0.0), 'val_loss': val_loss},
+      epochs=np.array([1, 3, 9]), fold_ids=np.arange(2), seeds=(0,), chunk_size=6,
+      chunks=1, devices=1, bytes_per_configuration=0, rungs=np.array([1, 3, 9]),
+      rung=np.array([0, 1, 2]), configuration_epochs=2 * (3 * 1 + 2 * 2 + 1 * 6),
+  )
+
+
+def test_a_pruned_point_is_summarised_at_its_last_rung_and_never_chosen():
+  result = _pruned()
+  np.testing.assert_array_equal(result.epochs_trained, [1, 3, 9])
+  np.testing.assert_array_equal(result.finished, [False, False, True])
+  # Not diverged though its later evaluations are NaN: it was pruned.
+  assert not result.diverged.any()
+  mean, se = result.summary('val_loss')
+  np.testing.assert_allclose(mean, [0.3, 0.6, 0.6])
+  np.testing.assert_allclose(se, [0.1, 0.1, 0.1])
+  # Point 0 has the lowest mean, after one epoch; only point 2 trained every epoch.
+  assert result.best() == {'rate': 1.0}
+  assert result.best(one_se=True) == {'rate': 1.0}
+  rows = result.table()
+  assert [(r['rung'], r['epochs_trained']) for r in rows] == [(0, 1), (1, 3), (2, 9)]
+  assert result.configuration_epochs == 26
+
+
+def test_a_pruned_point_that_diverged_before_its_last_rung():
+  result = _pruned()
+  result.curves['val_loss'][1, 0, 0, 1] = np.nan
+  np.testing.assert_array_equal(result.diverged[:, :, 0], [[False, False], [True, False], [False, False]])
+  np.testing.assert_allclose(result.summary('val_loss')[0], [0.3, 0.5, 0.6])
+  result.curves['val_loss'][2, 1, 0, 2] = np.inf
+  with pytest.raises(ValueError, match='every point has a diverged training or was pruned'):
+    result.best()
+
+
+def test_an_unpruned_result_has_one_rung():
+  result = _result([[0.8, 0.9]] * 3, [[0.5, 0.4]] * 3)
+  np.testing.assert_array_equal(result.rungs, [5])
+  np.testing.assert_array_equal(result.rung, [0, 0, 0])
+  assert result.finished.all() and result.configuration_epochs == 3 * 2 * 5

@@ -42,7 +42,8 @@ def is_static_zero(value: Any) -> bool:
 
 
 def _where(path: str | None) -> str:
-  return f' for parameter path {path!r}' if path is not None else ''
+  # The root path '' is the argument itself, named already.
+  return f' for parameter path {path!r}' if path else ''
 
 
 def _scalar(value: Any, name: str, path: str | None, kind: str) -> float:
@@ -92,20 +93,60 @@ def rate(value: Any, name: str, path: str | None = None) -> Any:
   return value
 
 
-def number(value: Any, name: str, *, minimum: float = 0.0) -> Any:
-  """A finite real number at least ``minimum``, not a schedule; traced passes.
+def number(
+    value: Any, name: str, *, minimum: float = 0.0, below: float | None = None
+) -> Any:
+  """A finite real number at least ``minimum`` (and below ``below``); traced passes.
 
-  For hyperparameters such as momentum or Adam's betas, which
+  Not a schedule. For hyperparameters such as momentum or Adam's betas, which
   ``optax.inject_hyperparams`` may hand over as traced scalars.
+
+  Examples:
+    >>> from wdax import _checks
+    >>> _checks.number(1.0, 'adamw(...): b1', below=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: adamw(...): b1 must be finite, at least 0 and below 1; got 1.0.
   """
   if is_traced(value):
     return value
   if callable(value):
     raise ValueError(f'{name} must be a number, not a schedule; got {value!r}.')
   number_ = _scalar(value, name, None, 'a number')
-  if not math.isfinite(number_) or number_ < minimum:
+  if below is None:
+    if not math.isfinite(number_) or number_ < minimum:
+      raise ValueError(
+          f'{name} must be finite and at least {minimum:g}; got {number_!r}.'
+      )
+  elif not (minimum <= number_ < below):
     raise ValueError(
-        f'{name} must be finite and at least {minimum:g}; got {number_!r}.'
+        f'{name} must be finite, at least {minimum:g} and below {below:g}; got '
+        f'{number_!r}.'
+    )
+  return value
+
+
+def flag(value: Any, name: str) -> bool:
+  """A bool (Python or NumPy), not merely something truthy."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f'{name} must be a bool; got {type(value).__name__} {value!r}.')
+  return bool(value)
+
+
+def inexact_dtype(value: Any, name: str) -> Any:
+  """``None`` or a floating or complex dtype (a dtype, its name, or a scalar type)."""
+  if value is None:
+    return None
+  dtype = None
+  if not hasattr(value, 'shape'):  # jnp.dtype would take an array's dtype
+    try:
+      dtype = jnp.dtype(value)
+    except (TypeError, ValueError):
+      pass
+  if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+    raise ValueError(
+        f'{name} must be None or a floating or complex dtype such as '
+        f'jnp.float32; got {value!r}.'
     )
   return value
 
@@ -184,6 +225,98 @@ def same_paths(
         f'{fn}: {what} and {than} differ in structure: {what} path '
         f'{differ[0]!r} where {than} have {differ[1]!r}; {listing(list(expected))}.'
     )
+
+
+def _array_like(x: Any) -> bool:
+  """A JAX array, tracer or ``ShapeDtypeStruct``, or a NumPy array of numbers or bools.
+
+  JAX arrays of any dtype count, PRNG keys included (never decayed); NumPy
+  arrays may also hold strings or objects, which do not.
+  """
+  if isinstance(x, (jax.Array, jax.core.Tracer, jax.ShapeDtypeStruct)):
+    return True
+  dtype = getattr(x, 'dtype', None)
+  if dtype is None or not hasattr(x, 'shape'):
+    return False
+  try:
+    dtype = np.dtype(dtype)
+  except TypeError:
+    return False
+  return bool(jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_)
+
+
+def leaf(fn: str, what: str, path: str, x: Any) -> Any:
+  """An array leaf of ``what`` (params, updates, reference) at ``path``.
+
+  A Python number becomes a 0-d array of JAX's default dtype for it, as
+  ``jnp.asarray`` makes it (optax's own transforms accept numbers); anything
+  else that is not an array of numbers or bools (a string, an object array,
+  an arbitrary object) is a ValueError naming the path.
+  """
+  if isinstance(x, (bool, int, float, complex)):
+    return jnp.asarray(x)
+  if _array_like(x):
+    return x
+  shown = repr(x)
+  shown = shown if len(shown) <= 60 else shown[:57] + '...'
+  dtype = getattr(x, 'dtype', None)
+  kind = f' of dtype {dtype}' if dtype is not None else ''
+  raise ValueError(
+      f'{fn}: {what} leaf at path {path!r} is {type(x).__name__}{kind} {shown}; '
+      'every leaf must be an array of numbers (or a number).'
+  )
+
+
+def leaves(fn: str, what: str, paths: Sequence[str], xs: Sequence[Any]) -> list[Any]:
+  """:func:`leaf` for each of ``xs``; ``None`` entries are kept as they are."""
+  return [x if x is None else leaf(fn, what, p, x) for p, x in zip(paths, xs)]
+
+
+def fits(fn: str, what: str, value: Any, dtype: Any, path: str) -> None:
+  """A static coefficient must stay finite when cast to its leaf's ``dtype``.
+
+  A rate of 1e5 is a number, but it is ``inf`` in float16, and so would be
+  every decayed weight. Traced values and schedules are not known yet and
+  pass.
+  """
+  if value is None or callable(value) or is_traced(value):
+    return
+  dtype = np.dtype(dtype)
+  if not jnp.issubdtype(dtype, jnp.inexact):
+    return
+  with np.errstate(over='ignore', invalid='ignore'):
+    cast = np.asarray(np.asarray(value, np.float64), dtype)
+  if not np.all(np.isfinite(cast)):
+    raise ValueError(
+        f'{fn}: {what} {float(np.asarray(value))!r} for parameter path {path!r} '
+        f'overflows its dtype {dtype} (largest finite '
+        f'{float(jnp.finfo(dtype).max):.4g}).'
+    )
+
+
+def vanishing_eps(
+    fn: str, eps: tuple[Any, Any], dtype: Any, path: str
+) -> str | None:
+  """Why Adam's ``(eps, eps_root)`` are no guard in ``dtype``, or ``None``.
+
+  Adam keeps its second moment in the parameter's dtype and adds eps there:
+  in float16, whose smallest positive value is about 6e-8, the usual 1e-8 is
+  0, and a coordinate whose gradients are all 0 gets the step 0/0 = NaN.
+  Traced values are not known yet and pass.
+  """
+  dtype = np.dtype(dtype)
+  if not jnp.issubdtype(dtype, jnp.floating) or any(is_traced(e) for e in eps):
+    return None
+  if any(float(np.asarray(np.asarray(e, np.float64), dtype)) != 0 for e in eps):
+    return None
+  tiny = float(jnp.finfo(dtype).smallest_subnormal)
+  return (
+      f'{fn}: eps={float(np.asarray(eps[0]))!r} (with eps_root='
+      f'{float(np.asarray(eps[1]))!r}) is 0 in {dtype}, the dtype of parameter '
+      f'path {path!r}, so Adam divides 0 by 0 (NaN) wherever the gradients so '
+      f'far are all 0, as optax.adamw does; pass an eps of at least {tiny:.3g} '
+      f"({dtype}'s smallest positive value; 1e-4 is usual for float16)."
+  )
 
 
 def _dtype(x: Any) -> Any:

@@ -22,6 +22,15 @@ passes ``None`` updates, whole or per leaf, through unchanged, as
 each update fits its parameter: the same structure (else the first differing
 path is named), shape, and kind of dtype (a floating parameter needs a
 floating update, possibly wider, as optax's Adam with ``mu_dtype`` gives).
+
+What the params may hold: floating leaves (bfloat16 and float16 included) and
+complex ones are decayed; integer and bool leaves never are, and their
+updates pass through unchanged; a zero-size leaf gives a zero-size update; a
+``None`` (an empty subtree to JAX, as for a frozen part) needs a ``None``
+update and gives one back; a tree without leaves gives its updates back. A
+Python number is taken as JAX takes it (``jnp.asarray``: float32 for a
+float). Anything else, such as a string, is a ``ValueError`` at ``init``
+naming its path.
 """
 
 from __future__ import annotations
@@ -65,9 +74,24 @@ def _soft_threshold(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
 
 
 def _cautious(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
-  # Signs, not the product u * p, which can underflow to 0 in bfloat16.
-  away = ((u > 0) & (p > 0)) | ((u < 0) & (p < 0))
+  if jnp.issubdtype(p.dtype, jnp.complexfloating):
+    # The step heads away from zero when it has a positive component along
+    # the weight: Re(conj(u) p) > 0, the real test for one complex coordinate.
+    away = jnp.real(jnp.conj(u) * p) > 0
+  else:
+    # Signs, not the product u * p, which can underflow to 0 in bfloat16.
+    away = ((u > 0) & (p > 0)) | ((u < 0) & (p < 0))
   return jnp.where(away, u, _leafwise.subtract(u, p, c))
+
+
+def _toward(u: jax.Array, p: jax.Array, c: Any, ref: jax.Array) -> jax.Array:
+  c = jnp.asarray(c, p.dtype)
+  diff = p - ref
+  # p - ref overflows when they are large and of opposite signs, though
+  # c (p - ref) may be representable: then take c p - c ref. Only there,
+  # since near the reference c (p - ref) is the more accurate of the two.
+  term = jnp.where(jnp.isinf(diff), c * p - c * ref, c * diff)
+  return (u - term).astype(u.dtype)
 
 
 def l2(
@@ -251,6 +275,8 @@ def cautious(
   every other coordinate, including those where :math:`u_t = 0`, gets
   :func:`decoupled`'s decay. The sign test compares signs, so an update too
   small for its product with :math:`\theta_t` to be represented still counts.
+  For a complex coordinate the test is
+  :math:`\operatorname{Re}(\bar u_t \theta_t) > 0` for "away from zero".
 
   This is Algorithm 1 of Chen et al., "Cautious Weight Decay", 2025,
   arXiv:2510.12402, which writes the step as :math:`x_{t+1} = x_t -
@@ -298,11 +324,18 @@ def _reference_leaves(
 ) -> list[Any]:
   r_paths, r_leaves, _ = _paths.leaves_with_paths(reference)
   _checks.same_paths(fn, 'reference', r_paths, all_paths, 'params')
+  r_leaves = _checks.leaves(fn, 'reference', r_paths, r_leaves)
   for path, r, p in zip(all_paths, r_leaves, p_leaves):
     if jnp.shape(r) != jnp.shape(p):
       raise ValueError(
           f'{fn}: reference for parameter path {path!r} has shape '
           f'{jnp.shape(r)}, the parameter {jnp.shape(p)}.'
+      )
+    real = not jnp.issubdtype(p.dtype, jnp.complexfloating)
+    if real and jnp.issubdtype(r.dtype, jnp.complexfloating):
+      raise ValueError(
+          f'{fn}: reference for parameter path {path!r} is {r.dtype}, the '
+          f'parameter real ({p.dtype}); its imaginary part would be dropped.'
       )
   return r_leaves
 
@@ -389,21 +422,25 @@ def toward(
     lr = _checks.rate(lr, f'{fn}: lr')
   mask = _masks.as_mask(mask)
 
+  def active(params: optax.Params) -> list[Any]:
+    return _leafwise.select(fn, rate, mask, params, lr=lr)
+
   def init_fn(params: optax.Params) -> TowardState:
-    all_paths, p_leaves, p_def = _paths.leaves_with_paths(params)
+    all_paths, p_leaves = _leafwise.check_params(fn, params)
+    p_def = jax.tree_util.tree_structure(params)
     if isinstance(reference, str) or not p_leaves:
       # A tree without leaves (optax.tree.map_params initialises with one)
       # has nothing to compare the reference with.
       r_leaves = p_leaves
     else:
       r_leaves = _reference_leaves(fn, reference, all_paths, p_leaves)
-    active = _leafwise.select(rate, mask, params) or [None] * len(p_leaves)
+    active_rates = active(params) or [None] * len(p_leaves)
     # A copy, so that donating the params to a jitted step cannot also
     # donate the reference.
     stored = [
         optax.MaskedNode() if r is None
         else jnp.array(ref, dtype=p.dtype, copy=True)
-        for r, ref, p in zip(active, r_leaves, p_leaves)
+        for r, ref, p in zip(active_rates, r_leaves, p_leaves)
     ]
     return TowardState(
         count=jnp.zeros([], jnp.int32),
@@ -417,15 +454,18 @@ def toward(
     if updates is None:
       return None, new_state
     leaves = _leafwise.line_up(fn, updates, params)
-    _, _, p_def = _paths.leaves_with_paths(params)
-    refs = _stored(fn, state.reference, p_def, leaves.paths)
-    coeffs = _leafwise.coefficients(
-        _leafwise.select(rate, mask, params), lr, state.count
+    all_paths, _, p_def = _paths.leaves_with_paths(params)
+    refs = leaves.spread(_stored(fn, state.reference, p_def, all_paths))
+    coeffs = leaves.spread(
+        _leafwise.coefficients(active(params), lr, state.count)
     )
     new = []
     for path, u, p, c, ref in zip(
         leaves.paths, leaves.updates, leaves.params, coeffs, refs
     ):
+      if p is None:
+        new.append(u)
+        continue
       if (c is None) != isinstance(ref, optax.MaskedNode):
         raise ValueError(
             f'{fn}: parameter path {path!r} is decayed now but was not at '
@@ -434,8 +474,14 @@ def toward(
         )
       if c is None or u is None:
         new.append(u)
-      else:
-        new.append((u - jnp.asarray(c, p.dtype) * (p - ref)).astype(u.dtype))
+        continue
+      if jnp.shape(ref) != jnp.shape(p):
+        raise ValueError(
+            f'{fn}: the state does not fit the params: its reference for '
+            f'parameter path {path!r} has shape {jnp.shape(ref)}, the parameter '
+            f'{jnp.shape(p)}; was it initialised with other params?'
+        )
+      new.append(_toward(u, p, c, ref))
     return jax.tree_util.tree_unflatten(leaves.treedef, new), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -319,17 +319,19 @@ def flax_default(embeddings: bool = False) -> Mask:
 
 
 def _static_bool(value: Any, path: str, what: str) -> bool:
+  # The root path '' is the mask itself, not an entry of a tree.
+  where = f'{what} for {path!r}' if path else 'mask'
   if _checks.is_traced(value):
     raise ValueError(
-        f'{what} for {path!r} is a traced value; masks must be static bools '
-        'known when the transform is traced.'
+        f'{where} is a traced value; masks must be static bools known when the '
+        'transform is traced.'
     )
   if isinstance(value, (bool, np.bool_)) or (
       hasattr(value, 'dtype') and np.shape(value) == () and value.dtype == bool
   ):
     return bool(value)
   raise ValueError(
-      f'{what} for {path!r} must be a bool, got {type(value).__name__} {value!r}.'
+      f'{where} must be a bool, got {type(value).__name__} {value!r}.'
   )
 
 
@@ -350,6 +352,11 @@ def as_mask(mask: MaskLike) -> Mask:
     return mask
   if mask is None:
     return _EVERYTHING
+  if isinstance(mask, str):
+    raise ValueError(
+        f'mask must be a Mask, a bool tree or a callable, not the string '
+        f'{mask!r}; to select by path, use wdax.masks.include({mask!r}).'
+    )
   if _checks.callable_mask(mask):
     name = getattr(mask, '__name__', repr(mask))
     return Mask('function', (mask,), name)

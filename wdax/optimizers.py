@@ -37,9 +37,11 @@ COUPLINGS = ('lr', 'schedule', 'none', 'corrected')
 
 # optax keeps the step count of a scheduled add_decayed_weights in a NamedTuple
 # it does not export. wdax.adamw(coupling='lr') uses the same class, read off
-# such a state, so that its state has optax.adamw's tree structure.
+# such a state, so that its state has optax.adamw's tree structure. It is
+# read abstractly: a computation at import would start JAX's backend, after
+# which the number of host devices (XLA_FLAGS) can no longer be set.
 _OPTAX_DECAY_STATE = type(
-    optax.add_decayed_weights(optax.constant_schedule(0.0)).init({})
+    jax.eval_shape(lambda: optax.add_decayed_weights(optax.constant_schedule(0.0)).init({}))
 )
 
 
@@ -61,15 +63,21 @@ def _decoupled_after(
     peak_lr: Any,
 ) -> optax.GradientTransformation:
   """The decay that follows an optimiser whose update is already lr-scaled."""
+  named = {'rate_name': 'weight_decay'}
   if coupling == 'lr':
     return _leafwise.transform(
-        fn, weight_decay, learning_rate, mask, _leafwise.subtract
+        fn, weight_decay, learning_rate, mask, _leafwise.subtract, **named
     )
   if coupling == 'none':
-    return _leafwise.transform(fn, weight_decay, None, mask, _leafwise.subtract)
+    return _leafwise.transform(
+        fn, weight_decay, None, mask, _leafwise.subtract, **named
+    )
+  # The rate is weight_decay times lr_t / peak: weight_decay at the peak.
   rate = _schedules.multiplied(fn, learning_rate, weight_decay, peak_lr)
   lr = None if coupling == 'schedule' else learning_rate
-  return _leafwise.transform(fn, rate, lr, mask, _leafwise.subtract)
+  return _leafwise.transform(
+      fn, rate, lr, mask, _leafwise.subtract, bound=weight_decay, **named
+  )
 
 
 def _check_common(
@@ -96,7 +104,13 @@ def _optax_decay(
   and a checkpoint of either restores into the other.
   """
   decay = _leafwise.transform(
-      fn, weight_decay, None, None, _add_as_optax, state_class=_OPTAX_DECAY_STATE
+      fn,
+      weight_decay,
+      None,
+      None,
+      _add_as_optax,
+      state_class=_OPTAX_DECAY_STATE,
+      rate_name='weight_decay',
   )
   if mask is None:
     return decay
@@ -170,7 +184,11 @@ def adamw(
     learning_rate: :math:`\eta`, a number or an optax schedule.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
-    eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`.
+    eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`. In float16 the
+      default 1e-8 is 0, which makes Adam's step 0/0 = NaN wherever the
+      gradients are all 0 (as in ``optax.adamw``): ``init`` warns for float16
+      params unless ``eps`` (or ``eps_root``) is at least 6e-8 there (1e-4 is
+      usual).
     eps_root: added to :math:`\hat v_t` inside the square root.
     mu_dtype: dtype of the first moment, as in ``optax.scale_by_adam``.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
@@ -199,24 +217,28 @@ def adamw(
   _check_common(fn, learning_rate, weight_decay)
   _check_coupling(fn, coupling, peak_lr)
   adam = optax.scale_by_adam(
-      b1=_checks.number(b1, f'{fn}: b1'),
-      b2=_checks.number(b2, f'{fn}: b2'),
+      b1=_checks.number(b1, f'{fn}: b1', below=1),
+      b2=_checks.number(b2, f'{fn}: b2', below=1),
       eps=_checks.number(eps, f'{fn}: eps'),
       eps_root=_checks.number(eps_root, f'{fn}: eps_root'),
-      mu_dtype=mu_dtype,
-      nesterov=nesterov,
+      mu_dtype=_checks.inexact_dtype(mu_dtype, f'{fn}: mu_dtype'),
+      nesterov=_checks.flag(nesterov, f'{fn}: nesterov'),
   )
   if coupling == 'lr':
     # optax.adamw's order and arithmetic, so that the floats are the same.
-    return optax.chain(
+    tx = optax.chain(
         adam,
         _optax_decay(fn, weight_decay, mask),
         optax.scale_by_learning_rate(learning_rate),
     )
-  return optax.chain(
-      adam,
-      optax.scale_by_learning_rate(learning_rate),
-      _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
+  else:
+    tx = optax.chain(
+        adam,
+        optax.scale_by_learning_rate(learning_rate),
+        _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
+    )
+  return _leafwise.guarded(
+      fn, tx, learning_rate, every_update=True, eps=(eps, eps_root)
   )
 
 
@@ -280,16 +302,18 @@ def sgdw(
   fn = 'sgdw(...)'
   _check_common(fn, learning_rate, weight_decay)
   _check_coupling(fn, coupling, peak_lr)
+  nesterov = _checks.flag(nesterov, f'{fn}: nesterov')
   if momentum is None:
     if nesterov:
       raise ValueError(f'{fn}: nesterov=True needs a momentum.')
   else:
     _checks.number(momentum, f'{fn}: momentum')
   sgd = optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
-  return optax.chain(
+  tx = optax.chain(
       sgd,
       _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
   )
+  return _leafwise.guarded(fn, tx, learning_rate)
 
 
 def _scale_by_adam_stable(
@@ -302,8 +326,13 @@ def _scale_by_adam_stable(
   fn = 'adams(...)'
   adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
 
+  def active(params):
+    return _leafwise.select(
+        fn, weight_decay, mask, params, rate_name='weight_decay'
+    )
+
   def init_fn(params):
-    _leafwise.select(weight_decay, mask, params)
+    active(params)
     return adam.init(params)
 
   def update_fn(updates, state, params=None):
@@ -312,16 +341,16 @@ def _scale_by_adam_stable(
     leaves = _leafwise.line_up(fn, updates, params)
     # The rate's schedule, if any, is read at the step count before this
     # update, as optax reads learning-rate schedules.
-    coeffs = _leafwise.coefficients(
-        _leafwise.select(weight_decay, mask, params), None, state.count
-    )
+    coeffs = _leafwise.coefficients(active(params), None, state.count)
     adam_updates, state = adam.update(updates, state, params)
     nu = [v for v in jax.tree.leaves(state.nu) if _paths.is_float(v)]
-    # Summed in float32, or float64 if the params are.
+    # Summed in float32, or float64 if the params are. A complex parameter's
+    # second moment is real (|g|^2), kept in a complex array by optax.
+    real = [jnp.finfo(v.dtype).dtype for v in nu]
     with jax.numpy_dtype_promotion('standard'):
-      acc = functools.reduce(jnp.promote_types, [v.dtype for v in nu], jnp.float32)
+      acc = functools.reduce(jnp.promote_types, real, jnp.float32)
     total = sum(v.size for v in nu)
-    v_sum = sum(jnp.sum(v.astype(acc)) for v in nu)
+    v_sum = sum(jnp.sum(jnp.real(v).astype(acc)) for v in nu)
     bias = 1 - jnp.asarray(b2, acc) ** state.count.astype(acc)
     v_mean = v_sum / bias / jnp.asarray(max(total, 1), acc)
     # While every gradient so far is exactly 0, v_mean is 0 and the paper's
@@ -331,9 +360,10 @@ def _scale_by_adam_stable(
         positive, jax.lax.rsqrt(jnp.where(positive, v_mean, 1.0)), 0.0
     )
     u_leaves, u_def = jax.tree.flatten(adam_updates)
+    p_leaves = [p for p in leaves.params if p is not None]
     new = [
         u if c is None else _leafwise.add(u, p, jnp.asarray(c, acc) * inv_root)
-        for u, p, c in zip(u_leaves, leaves.params, coeffs)
+        for u, p, c in zip(u_leaves, p_leaves, coeffs)
     ]
     return jax.tree.unflatten(u_def, new), state
 
@@ -382,7 +412,8 @@ def adams(
     learning_rate: :math:`\eta`, a number or an optax schedule.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
-    eps: :math:`\epsilon`.
+    eps: :math:`\epsilon`; ``init`` warns if it is 0 in float16, as
+      :func:`adamw` does.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
@@ -405,10 +436,13 @@ def adams(
   """
   fn = 'adams(...)'
   _check_common(fn, learning_rate, weight_decay)
-  b1, b2, eps = (
-      _checks.number(v, f'{fn}: {k}') for k, v in (('b1', b1), ('b2', b2), ('eps', eps))
-  )
-  return optax.chain(
+  b1 = _checks.number(b1, f'{fn}: b1', below=1)
+  b2 = _checks.number(b2, f'{fn}: b2', below=1)
+  eps = _checks.number(eps, f'{fn}: eps')
+  tx = optax.chain(
       _scale_by_adam_stable(b1, b2, eps, weight_decay, _masks.as_mask(mask)),
       optax.scale_by_learning_rate(learning_rate),
+  )
+  return _leafwise.guarded(
+      fn, tx, learning_rate, every_update=True, eps=(eps, 0.0)
   )

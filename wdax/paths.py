@@ -129,11 +129,16 @@ def _segment_regex(segment: str) -> str:
   return ''.join(out)
 
 
-@functools.lru_cache(maxsize=1024)
 def compile_pattern(pattern: str) -> re.Pattern[str]:
   """Compiles a path glob (see the module docstring) into a regex."""
+  # Checked before the cache, which would fail on an unhashable pattern.
   if not isinstance(pattern, str) or not pattern.strip('/'):
     raise ValueError(f'pattern must be a non-empty string, got {pattern!r}')
+  return _compile(pattern)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(pattern: str) -> re.Pattern[str]:
   anchored = '/' in pattern.strip('/')
   segments = pattern.strip('/').split('/')
   while len(segments) > 1 and segments[-1] == '**':

@@ -4,6 +4,23 @@ A rate is a Python number, a scalar array, an optax schedule (a callable from
 the step count, counted from 0 as optax's learning-rate schedules are), a
 :class:`Rates` built by :func:`rates`, or a tree of those that is a prefix of
 the params.
+
+**What is checked, and when.** A static rate is checked when the transform is
+built (negative, NaN or infinite is a ``ValueError`` naming it) and at
+``init`` against each leaf it decays (a coefficient that overflows the leaf's
+dtype, such as 1e5 for float16, is a ``ValueError`` naming the path). A
+schedule's values exist only inside the running step, where checking them
+would cost a round trip to the host every step, so wdax does not. A schedule
+that returns NaN or infinity at some step makes that step's update NaN on
+exactly the leaves it decays, and changes nothing else (the other leaves and
+the step count are as usual); one that returns a negative value grows the
+weights. That is the caller's responsibility, and these find it:
+:func:`wdax.describe` shows each schedule's value at step 0;
+``jax.experimental.checkify.checkify(step, errors=checkify.float_checks)``
+returns an error naming the primitive that made the NaN; and under
+``jax.debug_nans(True)`` the step raises ``FloatingPointError``.
+``optax.apply_if_finite`` does not help here: it checks the gradients it is
+given, before any decay runs.
 """
 
 from __future__ import annotations
@@ -159,15 +176,22 @@ def has_schedule(rate: RateLike) -> bool:
 
 
 def resolve(
-    rate: RateLike, all_paths: Sequence[str], hidden: Sequence[str] = ()
+    rate: RateLike,
+    all_paths: Sequence[str],
+    hidden: Sequence[str] = (),
+    *,
+    name: str = 'rate tree',
 ) -> list[Any]:
-  """One rate (number, array or schedule) per parameter path."""
+  """One rate (number, array or schedule) per parameter path.
+
+  ``name`` is how a rate tree that does not fit is called in the error.
+  """
   if isinstance(rate, Rates):
     return rate.resolve(all_paths, hidden)
   if is_rate_leaf(rate):
     return [rate] * len(all_paths)
   return _paths.broadcast_prefix(
-      rate, all_paths, name='rate tree', is_leaf=is_rate_leaf, hidden=hidden
+      rate, all_paths, name=name, is_leaf=is_rate_leaf, hidden=hidden
   )
 
 

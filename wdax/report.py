@@ -133,11 +133,14 @@ def describe(
     decayed: 12 of 16 parameters (75.0%)
   """
   if rate is not None:
-    rate = _rates.check(rate)
+    rate = _rates.check(rate, 'describe(): rate')
   all_paths, leaves, _ = _paths.leaves_with_paths(params)
+  leaves = _checks.leaves('describe()', 'params', all_paths, leaves)
   selected = _masks.resolve(mask, params)
   leaf_rates = (
-      _rates.resolve(rate, all_paths) if rate is not None else [None] * len(leaves)
+      _rates.resolve(rate, all_paths, name='describe(): rate tree')
+      if rate is not None
+      else [None] * len(leaves)
   )
   rows = []
   for path, leaf, on, r in zip(all_paths, leaves, selected, leaf_rates):
@@ -149,8 +152,7 @@ def describe(
     else:
       shown = _rates.describe_rate(r)
     shape = tuple(np.shape(leaf))
-    dtype = getattr(leaf, 'dtype', None) or np.result_type(leaf)
     rows.append(
-        Row(path, shape, str(np.dtype(dtype)), int(np.prod(shape)), decayed, shown)
+        Row(path, shape, str(leaf.dtype), int(np.prod(shape)), decayed, shown)
     )
   return Report(tuple(rows))

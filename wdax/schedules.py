@@ -14,7 +14,9 @@ the same ``lr_schedule`` object can drive both the optimiser and the decay.
 
 from __future__ import annotations
 
+import fractions
 import math
+import sys
 import weakref
 from typing import Any
 
@@ -276,6 +278,32 @@ def corrected(
   return multiplied('corrected(...)', lr_schedule, rate, peak_lr)
 
 
+def _reciprocal(fn: str, what: str, *factors: float) -> float:
+  """``1 / prod(factors)`` for positive factors, refused unless float64 holds it.
+
+  Where the product under- or overflows float64 though its reciprocal may
+  not, it is taken exactly (as a fraction) and rounded once; a result float64
+  cannot hold to full precision is a ValueError rather than ``inf``, ``0.0``
+  or a subnormal.
+  """
+  product = math.prod(factors)
+  if sys.float_info.min <= product < math.inf:
+    out = 1.0 / product
+  else:
+    exact = 1 / math.prod(fractions.Fraction(f) for f in factors)
+    try:
+      out = float(exact)
+    except OverflowError:
+      out = math.inf
+  if not (math.isfinite(out) and out >= sys.float_info.min):
+    shown = ' * '.join(f'{f:g}' for f in factors)
+    raise ValueError(
+        f'{fn}: {what} = 1 / ({shown}) is out of range for float64 (got '
+        f'{out!r}); these arguments are out of range.'
+    )
+  return out
+
+
 def _steps_per_epoch(fn: str, steps_per_epoch: Any) -> float:
   if steps_per_epoch is None:
     return 1.0
@@ -325,8 +353,9 @@ def from_timescale(
   """
   fn = 'from_timescale(...)'
   tau = float(_checks.positive(tau, f'{fn}: tau'))
-  iterations = tau * _steps_per_epoch(fn, steps_per_epoch)
-  return 1.0 / (float(_checks.positive(lr, f'{fn}: lr')) * iterations)
+  per_epoch = _steps_per_epoch(fn, steps_per_epoch)
+  lr = float(_checks.positive(lr, f'{fn}: lr'))
+  return _reciprocal(fn, 'the rate', lr, tau, per_epoch)
 
 
 def timescale(
@@ -367,4 +396,4 @@ def timescale(
   lr = float(_checks.positive(lr, f'{fn}: lr'))
   if r == 0:
     return math.inf
-  return 1.0 / (lr * r * per_epoch)
+  return _reciprocal(fn, 'the timescale', lr, r, per_epoch)

@@ -26,7 +26,8 @@ behind one interface), :mod:`~wdax.sweep.models` (built-in models),
 :mod:`~wdax.sweep.space` (spaces and points), :mod:`~wdax.sweep.kinds` (named
 decay kinds), :mod:`~wdax.sweep.folds` (data, folds, splits, orders of
 visit), :mod:`~wdax.sweep.settings`, :mod:`~wdax.sweep.planning` (devices,
-memory, chunks), :mod:`~wdax.sweep.engine` (the compiled programs),
+memory, chunks), :mod:`~wdax.sweep.pruning` (successive halving),
+:mod:`~wdax.sweep.engine` (the compiled programs),
 :mod:`~wdax.sweep.results` (results and choice) and
 :mod:`~wdax.sweep.search` (the entry points).
 
@@ -47,6 +48,7 @@ from wdax.sweep.kinds import kind
 from wdax.sweep.models import MLP
 from wdax.sweep.models import TinyTransformer
 from wdax.sweep.models import dropout
+from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Choice
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
@@ -67,6 +69,7 @@ __all__ = [
     'MLP',
     'Choice',
     'Fit',
+    'Halving',
     'Kind',
     'Result',
     'Selection',

@@ -304,8 +304,25 @@ def tester(job: Job, pool: concurrent.futures.Executor, one: Any, test: Any, cpu
 
 
 @dataclasses.dataclass(frozen=True)
+class Rungs:
+  """A pruned schedule for :func:`train`.
+
+  Rung ``i`` trains ``sizes[i]`` configurations on to epoch ``ends[i]``
+  (rung 0 all of them, from the start). After each rung but the last,
+  ``advance(i, alive, metrics)`` returns the sorted configuration indices
+  that go on, ``sizes[i + 1]`` of ``alive`` (sorted, those rung ``i``
+  trained), from their metrics at epoch ``ends[i]``, shaped
+  ``(len(alive), 2, 1 + M)`` (training, validation).
+  """
+
+  ends: tuple[int, ...]
+  sizes: tuple[int, ...]
+  advance: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None
+
+
+@dataclasses.dataclass(frozen=True)
 class Trained:
-  metrics: np.ndarray  # (configurations, evaluations, 2, 1 + M): train, val
+  metrics: np.ndarray  # (configurations, evaluations, 2, 1 + M); NaN where not trained
   test: np.ndarray | None  # (configurations, evaluations, 1 + M)
   epochs: np.ndarray  # (evaluations,): epochs trained at each evaluation
   params: Any  # stacked over configurations, or None
@@ -314,6 +331,9 @@ class Trained:
   chunks: int
   devices: int
   bytes_per_configuration: int
+  rung: np.ndarray  # (configurations,): the last rung each trained in
+  rungs: np.ndarray  # (rungs,): the epoch each rung ends at
+  configuration_epochs: int
 
 
 def _like(a: Any) -> jax.ShapeDtypeStruct:
@@ -339,13 +359,22 @@ def train(
     keep_params: bool = False,
     test: Any = None,
     exact_chunk: int | None = None,
+    rungs: Rungs | None = None,
 ) -> Trained:
   """Trains every configuration ``(hp[:][i], seed[i], split[i])``.
 
   ``split[i]`` picks the row of ``train_table`` (1 where the configuration
-  trains) and of ``eval_table`` (1 where it is validated).
+  trains) and of ``eval_table`` (1 where it is validated). With ``rungs``,
+  rung by rung: each rung's configurations in chunks of the first rung's
+  size, so every rung runs the one compiled program; a configuration that
+  goes on continues from its state at the end of the rung before (the
+  parameters, optimiser and model state, leave the devices and come back).
+  The evaluations are those of ``evals`` and the end of every rung.
   """
   total = len(seed)
+  schedule = rungs or Rungs((epochs,), (total,), None)
+  if len(schedule.ends) > 1 and (keep_params or test is not None):
+    raise ValueError('train: keep_params and test are for a training without rungs.')
   if exact_chunk is not None:
     size, chunks = exact_chunk, -(-total // exact_chunk)
   else:
@@ -356,14 +385,8 @@ def train(
   mesh = Mesh(np.asarray(devices), (AXIS,))
   compiled = programs(job, mesh)
   distinct, which = np.unique(seed, return_inverse=True)
-  # Pad with copies of the last configuration so every chunk has one shape.
-  pad = size * chunks - total
-
-  def padded(a, dtype):
-    return np.concatenate([a, np.repeat(a[-1:], pad)]).astype(dtype)
-
-  seed, which, split = (padded(a, np.int32) for a in (seed, which, split))
-  hp = {n: padded(v, np.float32) for n, v in hp.items()}
+  seed, which, split = (a.astype(np.int32) for a in (seed, which, split))
+  hp = {n: v.astype(np.float32) for n, v in hp.items()}
   config = NamedSharding(mesh, PartitionSpec(AXIS))
   replicated = NamedSharding(mesh, PartitionSpec())
   # Sent to the devices once, not with every call.
@@ -371,11 +394,15 @@ def train(
       (data, train_table.astype(np.float32), eval_table.astype(np.float32)), replicated
   )
   n = train_table.shape[1]
-  points = planning.evaluation_points(epochs, evals)
+  evaluated = planning.evaluation_points(epochs, evals)
+  points = np.union1d(evaluated, schedule.ends)
   segments = [range(a, b) for a, b in zip([0, *points[:-1]], points)]
   capacity = -(-n // job.batch_size) * job.batch_size
-  # The orders of every segment have one shape, so one program runs them all.
-  orders_shape = (len(distinct), len(train_table), max(map(len, segments)), capacity)
+  # The orders of every segment have one shape, so one program runs them
+  # all; the rungs only shorten segments, so a refit without them (and of
+  # the same settings) runs it too.
+  longest = int(np.diff(evaluated, prepend=0).max())
+  orders_shape = (len(distinct), len(train_table), longest, capacity)
   keep_orders = len(segments) * math.prod(orders_shape) * 4 <= _KEEP_ORDERS
   kept = {}
 
@@ -392,6 +419,14 @@ def train(
 
   batches = minibatches(job, train_table)
   cpu = devices[0].platform == 'cpu'
+  starts = np.searchsorted(points, (0, *schedule.ends[:-1]), side='right')
+  stops = np.searchsorted(points, schedule.ends, side='right')
+  calls = sum(-(-k // size) * (b - a) for k, a, b in zip(schedule.sizes, starts, stops))
+  metrics = np.full((total, len(points), 2, 1 + len(job.metrics)), np.nan, np.float32)
+  tested = np.full((total, len(points), 1 + len(job.metrics)), np.nan, np.float32)
+  last = np.zeros(total, np.int64)
+  final_vars = []
+  done = 0
   with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
     # Compile the two programs while the parameters are initialised, and the
     # test program while the first chunk trains.
@@ -417,39 +452,53 @@ def train(
       hp_one = {n: jax.ShapeDtypeStruct((), np.float32) for n in hp}
       test_future = tester(job, pool, (*one, hp_one), test, cpu)
     init, run = init_future.result(), run_future.result()
-    outputs = []
-    calls = chunks * len(points)
-    for c in range(chunks):
-      part = slice(c * size, (c + 1) * size)
-      args = planning.put((seed[part], which[part], split[part], {n: v[part] for n, v in hp.items()}), config)
-      carry = init(args[3], args[1], seed_params, seed_state)
-      steps = np.int32(batches[split[part]].max())
-      metrics, tested = [], []
-      for j, segment in enumerate(segments):
-        carry, m = run(
-            carry, *args, *placed, segment_orders(j), steps, np.int32(len(segment)),
-            np.int32(segment.start),
-        )
-        metrics.append(planning.host(m))
-        if test_future is not None:
-          real = min(size, total - c * size)
-          tested.append(
-              _test(test_future.result(), planning.host((carry[0], carry[2])), real, hp, part, test)
+    alive, carried = np.arange(total), None
+    for r in range(len(schedule.ends)):
+      last[alive] = r
+      more = r + 1 < len(schedule.ends)
+      # Padded with copies of the last configuration so every chunk has one shape.
+      padded = np.concatenate([alive, np.repeat(alive[-1:], -len(alive) % size)])
+      held = []
+      for c in range(len(padded) // size):
+        part = padded[c * size : (c + 1) * size]
+        real = part[: min(size, len(alive) - c * size)]
+        args = planning.put((seed[part], which[part], split[part], {n: v[part] for n, v in hp.items()}), config)
+        if carried is None:
+          carry = init(args[3], args[1], seed_params, seed_state)
+        else:
+          rows = np.searchsorted(carried[0], part)
+          carry = planning.put(jax.tree.map(lambda a, rows=rows: a[rows], carried[1]), config)
+        steps = np.int32(batches[split[part]].max())
+        for j in range(starts[r], stops[r]):
+          segment = segments[j]
+          carry, m = run(
+              carry, *args, *placed, segment_orders(j), steps, np.int32(len(segment)),
+              np.int32(segment.start),
           )
-        if progress is not None:
-          progress(c * len(points) + len(metrics), calls)
-      outputs.append((
-          np.stack(metrics, axis=1),
-          np.stack(tested, axis=1) if test_future is not None else None,
-          planning.host((carry[0], carry[2])) if keep_params else None,
-      ))
-  metrics, tested, kept_vars = zip(*outputs)
+          metrics[real, j] = planning.host(m)[: len(real)]
+          if test_future is not None:
+            tested[real, j] = _test(
+                test_future.result(), planning.host((carry[0], carry[2])), len(real), hp, part, test
+            )
+          done += 1
+          if progress is not None:
+            progress(done, calls)
+        if more:
+          held.append(planning.host(carry))
+        elif keep_params:
+          final_vars.append(planning.host((carry[0], carry[2])))
+      if more:
+        going = np.asarray(schedule.advance(r, alive, metrics[alive, stops[r] - 1]))
+        # Host copies of the state of ``alive`` (in order; then the padding).
+        carried = (alive, jax.tree.map(lambda *a: _concatenate(a), *held))
+        alive = going
   params = model_state = None
   if keep_params:
-    params, model_state = jax.tree.map(lambda *a: _concatenate(a)[:total], *kept_vars)
+    params, model_state = jax.tree.map(lambda *a: _concatenate(a)[:total], *final_vars)
+  steps_per_rung = np.diff((0, *schedule.ends))
   return Trained(
-      metrics=np.concatenate(metrics)[:total],
-      test=np.concatenate(tested)[:total] if test is not None else None,
+      metrics=metrics,
+      test=tested if test is not None else None,
       epochs=points,
       params=params,
       state=model_state,
@@ -457,6 +506,9 @@ def train(
       chunks=chunks,
       devices=len(devices),
       bytes_per_configuration=per_configuration,
+      rung=last,
+      rungs=np.asarray(schedule.ends),
+      configuration_epochs=int(np.bincount(last, minlength=len(steps_per_rung)) @ np.cumsum(steps_per_rung)),
   )
 
 

@@ -5,11 +5,18 @@ Metric names are ``train_loss`` and ``val_loss``, and ``train_<m>`` and
 ``r2``). A training whose loss is NaN or infinite at its last evaluation
 has diverged: it is marked in :attr:`Result.diverged`, left out of the means,
 and its point is never chosen.
+
+In a pruned grid (:class:`~wdax.sweep.Halving`) a point stops at the end of
+a rung, :attr:`Result.rung`; its curves are NaN after it. Its summary is
+taken at its last evaluation, after :attr:`Result.epochs_trained` epochs, and
+only the points that trained every epoch (:attr:`Result.finished`) are
+chosen.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -92,9 +99,15 @@ class Result:
     fold_ids: the fold of each example.
     seeds: the seeds.
     chunk_size: configurations per compiled chunk.
-    chunks: the number of chunks.
+    chunks: the number of chunks (of the first rung, when pruned).
     devices: the number of devices the configurations were sharded over.
     bytes_per_configuration: the memory estimate that sized the chunks.
+    rungs: the epoch each rung ends at, the last the final epoch; one rung
+      (``[epochs]``) without pruning. Each is an evaluation.
+    rung: ``(P,)`` ints, the last rung each point trained in; a point whose
+      rung is not the last was pruned after it.
+    configuration_epochs: the epochs trained in all, summed over every
+      training (point, fold, seed); ``P * F * S * epochs`` without pruning.
   """
 
   points: list[dict[str, float]]
@@ -106,6 +119,22 @@ class Result:
   chunks: int
   devices: int
   bytes_per_configuration: int
+  rungs: np.ndarray | None = None
+  rung: np.ndarray | None = None
+  configuration_epochs: int | None = None
+
+  def __post_init__(self):
+    # Without pruning: one rung, every point in it, for every epoch.
+    final = int(self.epochs[-1])
+    if self.rungs is None:
+      object.__setattr__(self, 'rungs', np.array([final]))
+    if self.rung is None:
+      object.__setattr__(self, 'rung', np.zeros(len(self.points), np.int64))
+    if self.configuration_epochs is None:
+      trainings = math.prod(next(iter(self.curves.values())).shape[1:3])
+      object.__setattr__(
+          self, 'configuration_epochs', int(trainings * self.epochs_trained.sum())
+      )
 
   @property
   def metrics(self) -> tuple[str, ...]:
@@ -118,34 +147,54 @@ class Result:
     return next(iter(self.curves.values())).shape[1]
 
   @property
+  def epochs_trained(self) -> np.ndarray:
+    """``(P,)`` ints: the epochs each point trained, its last rung's end."""
+    return np.asarray(self.rungs)[self.rung]
+
+  @property
+  def finished(self) -> np.ndarray:
+    """``(P,)`` bools: the points that reached the last rung (all of them
+    without pruning); only these are chosen."""
+    return self.rung == len(self.rungs) - 1
+
+  def _last(self, metric: str) -> np.ndarray:
+    """``metric`` at each point's last evaluation, shape ``(P, F, S)``."""
+    index = np.searchsorted(self.epochs, self.epochs_trained, side='right') - 1
+    return np.take_along_axis(self.curves[metric], index[:, None, None, None], axis=-1)[..., 0]
+
+  @property
   def diverged(self) -> np.ndarray:
-    """``(P, F, S)`` bools: the trainings whose final loss is not finite."""
-    last = [self.curves[m][..., -1] for m in ('train_loss', 'val_loss')]
-    return ~(np.isfinite(last[0]) & np.isfinite(last[1]))
+    """``(P, F, S)`` bools: the trainings whose loss is not finite at their
+    point's last evaluation."""
+    return ~(np.isfinite(self._last('train_loss')) & np.isfinite(self._last('val_loss')))
 
   def final(self, metric: str) -> np.ndarray:
-    """``metric`` after the last epoch, shape ``(P, F * S)``; NaN for the
-    trainings that diverged."""
+    """``metric`` at each point's last evaluation (after the last epoch, or
+    for a pruned point after its last rung), shape ``(P, F * S)``; NaN for
+    the trainings that diverged."""
     if metric not in self.curves:
       raise ValueError(
           f'unknown metric {metric!r}; the metrics are {", ".join(self.curves)}.'
       )
-    values = np.where(self.diverged, np.nan, self.curves[metric][..., -1])
+    values = np.where(self.diverged, np.nan, self._last(metric))
     return values.reshape(values.shape[0], -1)
 
   def summary(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
     r"""Mean and standard error of ``metric`` over folds and seeds, per point.
 
-    Over the trainings that did not diverge (:func:`mean_se`). The standard
-    error treats folds as independent, which they are not quite, so read it
-    as a guide.
+    Over the trainings that did not diverge (:func:`mean_se`), at each
+    point's last evaluation (:meth:`final`): a pruned point's figures are
+    after :attr:`epochs_trained` epochs, fewer than the others'. The
+    standard error treats folds as independent, which they are not quite,
+    so read it as a guide.
     """
     return mean_se(self.final(metric))
 
   def table(self) -> list[dict[str, Any]]:
     """One row per point: its values, then each metric's mean and s.e.
-    (``<metric>`` and ``<metric>_se``), and ``diverged``, the number of its
-    trainings that diverged."""
+    (``<metric>`` and ``<metric>_se``, as :meth:`summary`), ``diverged``,
+    the number of its trainings that diverged, ``rung``, its last rung, and
+    ``epochs_trained``, fewer than the final epoch for a pruned point."""
     columns = {m: self.summary(m) for m in self.curves}
     diverged = self.diverged.reshape(len(self.points), -1).sum(axis=1)
     rows = []
@@ -155,6 +204,8 @@ class Result:
         row[name] = float(mean[i])
         row[f'{name}_se'] = float(se[i])
       row['diverged'] = int(diverged[i])
+      row['rung'] = int(self.rung[i])
+      row['epochs_trained'] = int(self.epochs_trained[i])
       rows.append(row)
     return rows
 
@@ -174,15 +225,20 @@ class Result:
         Hastie, Tibshirani & Friedman, "The Elements of Statistical
         Learning", 2009, section 7.10).
 
-    Points with a diverged training are never chosen. Ties go to the lower
-    mean ``val_loss``: accuracy moves in steps of one example, so ties on it
-    are common.
+    Points with a diverged training, and pruned points (not
+    :attr:`finished`), are never chosen. Ties go to the lower mean
+    ``val_loss``: accuracy moves in steps of one example, so ties on it are
+    common.
     """
     mode = check_choice(self.metrics, tuple(self.points[0]), metric, mode, one_se)
     mean, se = self.summary(metric)
-    ok = ~self.diverged.reshape(len(self.points), -1).any(axis=1) & np.isfinite(mean)
+    diverged = self.diverged.reshape(len(self.points), -1).any(axis=1)
+    ok = self.finished & ~diverged & np.isfinite(mean)
     if not ok.any():
-      raise ValueError(f'every point has a diverged training; none can be chosen by {metric!r}.')
+      raise ValueError(
+          'every point has a diverged training or was pruned; none can be '
+          f'chosen by {metric!r}.'
+      )
     score = np.where(ok, mean if mode == 'max' else -mean, -np.inf)
     tied = np.flatnonzero(np.isclose(score, score.max(), rtol=0.0, atol=1e-9) & ok)
     loss = self.summary('val_loss')[0]

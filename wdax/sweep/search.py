@@ -18,8 +18,10 @@ from wdax.sweep import checks
 from wdax.sweep import engine
 from wdax.sweep import folds as _folds
 from wdax.sweep import planning
+from wdax.sweep import pruning
 from wdax.sweep import results
 from wdax.sweep import settings as _settings
+from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
 from wdax.sweep.results import Selection
@@ -219,6 +221,7 @@ def _cross_validate(prep: _Prepared, progress: Progress) -> Result:
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
       per_configuration=prep.per_configuration, chunk_size=s.chunk_size,
       memory=s.memory, progress=progress,
+      rungs=None if s.prune is None else _rungs(s.prune, len(prep.space), count * len(s.seeds), s.epochs),
   )
   shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
   curves = {}
@@ -230,7 +233,22 @@ def _cross_validate(prep: _Prepared, progress: Progress) -> Result:
       epochs=trained.epochs, fold_ids=prep.fold_ids, seeds=s.seeds,
       chunk_size=trained.chunk_size, chunks=trained.chunks, devices=trained.devices,
       bytes_per_configuration=trained.bytes_per_configuration,
+      rungs=trained.rungs, rung=trained.rung.reshape(len(prep.space), -1)[:, 0],
+      configuration_epochs=trained.configuration_epochs,
   )
+
+
+def _rungs(halving: Halving, points: int, trainings: int, epochs: int) -> engine.Rungs:
+  """The engine's schedule of ``halving``: a point's ``trainings``
+  configurations (its folds and seeds, consecutive) go on or stop together."""
+  sizes = halving.points(points, epochs)
+
+  def advance(r: int, alive: np.ndarray, metrics: np.ndarray) -> np.ndarray:
+    groups = alive.reshape(-1, trainings)
+    loss = metrics[:, :, 0].reshape(len(groups), trainings, 2)
+    return groups[pruning.survivors(loss[..., 1], loss[..., 0], sizes[r + 1])].ravel()
+
+  return engine.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
 
 
 def _order(item: tuple[str, Any]) -> tuple[int, int]:
@@ -278,6 +296,17 @@ def grid(
   numbers. ``evals`` times, evenly spaced and last after the final epoch,
   each configuration is evaluated on its training and validation examples.
 
+  With ``prune=sweep.Halving(min_epochs, reduction_factor)`` the points are
+  trained by successive halving (:class:`Halving`): all of them to a first
+  rung of epochs, then rung by rung only the best by mean validation loss.
+  Each rung runs the same compiled program over fewer chunks, and a point
+  that goes on continues its trainings where they were (parameters,
+  optimiser and model state, orders of visit and keys), so the points that
+  reach the last rung have the numbers an unpruned grid gives them. The
+  evaluations are those of ``evals`` and the end of every rung;
+  ``result.rung`` marks each point's last rung, its curves are NaN after
+  it, and ``result.configuration_epochs`` counts the epochs trained.
+
   Args:
     task: a :class:`Task`, e.g. :func:`classifier` of a model.
     data: a pytree of arrays sharing a leading example axis (for the
@@ -291,10 +320,11 @@ def grid(
       (one per chunk and evaluation).
     **settings: the fields of :class:`Settings`: ``folds``, ``seeds``,
       ``epochs``, ``batch_size``, ``fold_seed``, ``evals``, ``devices``,
-      ``chunk_size``, ``memory``.
+      ``chunk_size``, ``memory``, ``prune``.
 
   Returns:
-    A :class:`Result`; ``result.best('val_loss')`` is the chosen point.
+    A :class:`Result`; ``result.best('val_loss')`` is the chosen point, of
+    those that reached the last rung.
 
   Examples:
     >>> import numpy as np
@@ -311,6 +341,13 @@ def grid(
     (4, (4, 2, 1, 2))
     >>> result.metrics
     ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy')
+    >>> pruned = sweep.grid(
+    ...     sweep.classifier(sweep.MLP(hidden=(8,), outputs=2)), data,
+    ...     {'rate': [1e-3, 1.0], 'lr': [1e-2, 3e-2]},
+    ...     optimizer=lambda rate, lr: wdax.adamw(lr, weight_decay=rate),
+    ...     folds=2, epochs=2, batch_size=10, prune=sweep.Halving(1, 2))
+    >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
+    (array([1, 2]), [1, 2, 1, 2], 12)
   """
   return _cross_validate(_prepare('grid', task, data, space, optimizer, settings), progress)
 

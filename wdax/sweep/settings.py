@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from wdax.sweep import checks
+from wdax.sweep.pruning import Halving
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -42,6 +43,10 @@ class Settings:
       from an estimate of one configuration's needs; by default half the
       device's memory where it reports it, else 2 GiB, and 16 MiB on CPU,
       where larger chunks run no faster per configuration.
+    prune: ``None`` to train every point for every epoch, or a
+      :class:`~wdax.sweep.Halving` schedule: successive halving of the
+      points by validation loss, rung by rung. Its ``min_epochs`` may not
+      exceed ``epochs``. Not a setting of :func:`~wdax.sweep.fit`.
 
   Examples:
     >>> from wdax import sweep
@@ -62,6 +67,7 @@ class Settings:
   devices: int | Sequence[Any] | None = None
   chunk_size: int | None = None
   memory: int | None = None
+  prune: Halving | None = None
 
   def __post_init__(self):
     def put(name, value):
@@ -88,6 +94,13 @@ class Settings:
       put('chunk_size', checks.integer(self.chunk_size, 'chunk_size', 1))
     if self.memory is not None:
       put('memory', checks.integer(self.memory, 'memory', 1))
+    if self.prune is not None:
+      if not isinstance(self.prune, Halving):
+        raise ValueError(
+            'prune must be None or a sweep.Halving(min_epochs, reduction_factor); '
+            f'got {self.prune!r}.'
+        )
+      self.prune.rungs(self.epochs)
     devices = self.devices
     if devices is not None and not (
         isinstance(devices, (int, np.integer)) and not isinstance(devices, bool)
@@ -104,7 +117,7 @@ class Settings:
 
 
 # Settings that only cross-validation reads.
-GRID_ONLY = ('folds', 'fold_seed')
+GRID_ONLY = ('folds', 'fold_seed', 'prune')
 
 
 def _describe(value: Any) -> str:

@@ -1,0 +1,47 @@
+"""The ``wdax`` command line.
+
+``wdax sweep`` chooses a decay rate by cross-validation (:func:`wdax.sweep.grid`),
+refits it on the whole training split (:func:`wdax.sweep.fit`) and reports the
+held-out accuracy; ``wdax describe`` prints which parameters of a built-in
+model a mask decays. This is the only part of wdax that prints, draws or
+touches files. ``wdax <command> --help`` lists the options.
+
+Bad input (a missing file or column, NaNs, a class with fewer examples than
+folds, an empty grid, a malformed option) ends the run with one line on
+stderr, ``wdax: error: ...``, and exit status 2; nothing is written.
+
+The modules: :mod:`~wdax.cli.parsing` reads the options,
+:mod:`~wdax.cli.loading` the data files, :mod:`~wdax.cli.running` runs the
+jobs (the only caller of :mod:`wdax.sweep`), :mod:`~wdax.cli.rendering`
+draws and writes what they found.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from wdax.cli import parsing
+from wdax.cli import running
+from wdax.cli.errors import BadInput
+from wdax.cli.errors import one_line
+from wdax.cli.parsing import parse_rates
+
+_JOBS = {'sweep': running.sweep, 'describe': running.describe}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the command line; returns the exit status."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    try:
+      args = parsing.parse(argv, kinds=running.kinds(), masks=running.MASKS)
+    except SystemExit as done:  # --help: argparse printed it and exits
+      return int(done.code or 0)
+    return _JOBS[args.command](args)
+  except BadInput as e:
+    print(f'wdax: error: {one_line(str(e))}', file=sys.stderr)
+    return 2
+
+
+__all__ = ['BadInput', 'main', 'parse_rates']

@@ -1,0 +1,141 @@
+r"""Pruned sweeps: successive halving of the points of a grid.
+
+Every point trains to a first rung of epochs; the best fraction of them, by
+mean validation loss, trains on to the next rung, and so on to the final
+epoch. Losing points stop early, so the grid trains fewer
+configuration-epochs, which is what Hyperband and ASHA do for Optuna and Ray
+Tune users, here inside the sweep's compiled programs.
+
+The schedule is fixed before anything trains: which points go on is decided
+by their losses, but how many is not, so every rung's shapes (and its
+compiled program) are known in advance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from wdax.sweep import checks
+
+
+@dataclasses.dataclass(frozen=True)
+class Halving:
+  r"""Successive halving: rungs of geometrically growing epochs, each
+  keeping the best :math:`1/\eta` of the points of the one before.
+
+  Rung :math:`i` (from 0) trains to epoch
+
+  .. math::
+
+    e_i = \min(r\,\eta^{i}, E), \qquad i = 0, 1, \dots, R - 1,
+
+  where :math:`r` is ``min_epochs``, :math:`\eta` is ``reduction_factor``,
+  :math:`E` the sweep's ``epochs``, and :math:`R` the first count with
+  :math:`e_{R-1} = E`. Rung 0 trains all :math:`n_0 = P` points; rung
+  :math:`i + 1` trains on, from epoch :math:`e_i`, the
+
+  .. math::
+
+    n_{i+1} = \max\bigl(1, \lceil n_i / \eta \rceil\bigr)
+
+  points of rung :math:`i` with the lowest mean validation loss at epoch
+  :math:`e_i`, the mean over every fold and seed of the point. A point's
+  folds and seeds go on or stop together. A point with a training whose
+  training or validation loss is NaN or infinite at :math:`e_i` has
+  diverged and is ranked after every other (ties go to the earlier point).
+  The grid then trains
+
+  .. math::
+
+    C = F S \sum_{i=0}^{R-1} n_i\,(e_i - e_{i-1}), \qquad e_{-1} = 0,
+
+  configuration-epochs for :math:`F` folds and :math:`S` seeds, against
+  :math:`F S P E` unpruned. With ``min_epochs`` equal to ``epochs`` there is
+  one rung, and nothing is pruned.
+
+  Successive halving is from Jamieson & Talwalkar, "Non-stochastic Best Arm
+  Identification and Hyperparameter Optimization", 2016 (arXiv:1502.07943);
+  Hyperband runs it from several first rungs (Li et al., "Hyperband: A
+  Novel Bandit-Based Approach to Hyperparameter Optimization", 2018,
+  arXiv:1603.06560), and ASHA promotes asynchronously (Li et al., "A System
+  for Massively Parallel Hyperparameter Tuning", 2020, arXiv:1810.05934).
+  The names follow Optuna's ``SuccessiveHalvingPruner``. Pruning is biased
+  against what helps late, as regularisers often do: a point is judged at
+  :math:`e_i`, not at :math:`E`.
+
+  Attributes:
+    min_epochs: :math:`r`, the epochs of the first rung (at least 1, at most
+      the sweep's ``epochs``).
+    reduction_factor: :math:`\eta`, an int of at least 2: the growth of the
+      rungs' epochs, and the fraction :math:`1/\eta` of points kept.
+
+  Examples:
+    >>> from wdax import sweep
+    >>> halving = sweep.Halving(min_epochs=2, reduction_factor=3)
+    >>> halving.rungs(20), halving.points(16, 20)
+    ((2, 6, 18, 20), (16, 6, 2, 1))
+    >>> halving.configuration_epochs(16, 20, trainings=5)  # 16 * 5 * 20 unpruned
+    410
+  """
+
+  min_epochs: int
+  reduction_factor: int = 3
+
+  def __post_init__(self):
+    object.__setattr__(self, 'min_epochs', checks.integer(self.min_epochs, 'min_epochs', 1))
+    object.__setattr__(
+        self, 'reduction_factor', checks.integer(self.reduction_factor, 'reduction_factor', 2)
+    )
+
+  def rungs(self, epochs: int) -> tuple[int, ...]:
+    """The epoch each rung trains to, :math:`e_0 < \\dots < e_{R-1} = E`."""
+    epochs = checks.integer(epochs, 'epochs', 1)
+    if self.min_epochs > epochs:
+      raise ValueError(
+          f'prune: min_epochs={self.min_epochs} exceeds epochs={epochs}; the '
+          'first rung must end by the last epoch.'
+      )
+    ends, end = [], self.min_epochs
+    while end < epochs:
+      ends.append(end)
+      end *= self.reduction_factor
+    return (*ends, epochs)
+
+  def points(self, count: int, epochs: int) -> tuple[int, ...]:
+    """How many of ``count`` points each rung trains, :math:`n_0, \\dots,
+    n_{R-1}`."""
+    sizes = [checks.integer(count, 'count', 1)]
+    for _ in self.rungs(epochs)[1:]:
+      sizes.append(max(1, -(-sizes[-1] // self.reduction_factor)))
+    return tuple(sizes)
+
+  def configuration_epochs(self, count: int, epochs: int, trainings: int = 1) -> int:
+    """:math:`C`: the epochs trained in all, over ``count`` points of
+    ``trainings`` (folds times seeds) trainings each."""
+    ends = self.rungs(epochs)
+    steps = np.diff((0, *ends))
+    return int(trainings * np.dot(self.points(count, epochs), steps))
+
+
+def survivors(val_loss: np.ndarray, train_loss: np.ndarray, keep: int) -> np.ndarray:
+  """The ``keep`` points to train on, as sorted row indices.
+
+  ``val_loss`` and ``train_loss`` are ``(points, trainings)``: each point's
+  losses at the end of a rung, over its folds and seeds. Points are ranked
+  by mean validation loss, a point with any non-finite loss after every
+  finite one, ties to the earlier point.
+
+  Examples:
+    >>> import numpy as np
+    >>> from wdax.sweep import pruning
+    >>> val = np.array([[0.5, 0.7], [0.2, np.nan], [0.4, 0.4], [0.9, 0.1]])
+    >>> pruning.survivors(val, np.zeros_like(val), 2)  # means 0.6, -, 0.4, 0.5
+    array([2, 3])
+  """
+  val_loss = np.asarray(val_loss, np.float64)
+  finite = np.isfinite(val_loss).all(axis=1) & np.isfinite(train_loss).all(axis=1)
+  mean = np.where(finite, np.where(np.isfinite(val_loss), val_loss, 0.0).mean(axis=1), np.inf)
+  ranked = np.lexsort((np.arange(len(mean)), mean, ~finite))
+  return np.sort(ranked[:keep])
