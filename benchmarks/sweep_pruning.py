@@ -62,6 +62,7 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument('--lr', type=float, default=3e-3)
   p.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8))
   p.add_argument('--also-full', action='store_true', help='--speed also times the unpruned select in the same process (it shares compiled programs with the pruned one, so whichever runs second is partly warm)')
+  p.add_argument('--warm', action='store_true', help='--speed then times every method a second time in the same process (compiled code cached)')
   p.add_argument('--runs', type=int, default=1, help='fresh processes for --speed (default 1)')
   p.add_argument('--out', default=None, help='write the figures as JSON here')
   p.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
@@ -194,15 +195,18 @@ def speed_once(args) -> dict:
   }
   if args.also_full:
     methods['wdax full'] = lambda: wdax(None)
-  run = {'order': timing.rotated(list(methods), args.child or 0), 'load': [timing.load()], 'methods': {}}
+  order = timing.rotated(list(methods), args.child or 0)
+  if args.warm:
+    order += [f'{n} (warm)' for n in order]
+  run = {'order': order, 'load': [timing.load()], 'methods': {}}
   for name in run['order']:
     with timing.Timer() as t:
-      r = methods[name]()
+      r = methods[name.removesuffix(' (warm)')]()
     run['methods'][name] = {'wall': t.wall, 'cpu': t.cpu, 'rate': float(r['rate']), 'test_metric': float(r['test_metric']),
                             'ce': r.get('ce')}
     print(f'{name:12s} wall {t.wall:7.2f} s  cpu {t.cpu:7.2f} s  rate {r["rate"]:.3g}  test {r["test_metric"]:.4f}', flush=True)
   run['load'].append(timing.load())
-  run['methods'] = {n: run['methods'][n] for n in methods}
+  run['methods'] = {n: run['methods'][n] for n in sorted(order, key=lambda n: (n.endswith('(warm)'), list(methods).index(n.removesuffix(' (warm)'))))}
   return run
 
 
@@ -215,10 +219,11 @@ def speed_tables(runs: list[dict]) -> list[str]:
     cells += [f'{run["methods"][n]["wall"]:.2f} / {run["methods"][n]["cpu"]:.2f}' for n in names]
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines += ['', '| ratio | wall: median (range) | CPU: median (range) |', '| --- | ---: | ---: |']
-  for other in [n for n in ('loop', 'scan', 'wdax full') if n in names]:
-    w = [timing.ratio(r, 'wdax pruned', other, 'wall') for r in runs]
-    c = [timing.ratio(r, 'wdax pruned', other, 'cpu') for r in runs]
-    lines.append(f'| {other} / wdax pruned | {timing.median_range(w)}x | {timing.median_range(c)}x |')
+  for suffix in ('', ' (warm)'):
+    for other in [n + suffix for n in ('loop', 'scan', 'wdax full') if n + suffix in names]:
+      w = [timing.ratio(r, 'wdax pruned' + suffix, other, 'wall') for r in runs]
+      c = [timing.ratio(r, 'wdax pruned' + suffix, other, 'cpu') for r in runs]
+      lines.append(f'| {other} / wdax pruned{suffix} | {timing.median_range(w)}x | {timing.median_range(c)}x |')
   lines += ['', 'Choices: ' + '; '.join(
       f'{n}: rate {runs[0]["methods"][n]["rate"]:.3g}, test {runs[0]["methods"][n]["test_metric"]:.4f}' for n in names)]
   return lines
