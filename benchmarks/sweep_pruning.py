@@ -49,7 +49,7 @@ def _parse(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--fidelity', action='store_true', help='measure the pruned choices against the full grid')
   p.add_argument('--speed', action='store_true', help='time the pruned default job against the loops')
-  p.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 4 epochs, 2 fold seeds, wine only')
+  p.add_argument('--quick', action='store_true', help='a smoke run: 4 rates plus 0, 3 folds, 4 epochs, Halving(1, 2); fidelity on wine with 2 fold seeds, speed on digits')
   p.add_argument('--datasets', default='digits,breast_cancer,wine', help='comma-separated (default all three)')
   p.add_argument('--fold-seeds', type=int, default=5, help='fold assignments 0..N-1 (default 5)')
   p.add_argument('--candidates', type=_halving, nargs='+', default=[(2, 3), (3, 2), (4, 2), (4, 3), (5, 3), (5, 2)], help='Halving settings as r,eta')
