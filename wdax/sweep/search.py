@@ -94,13 +94,23 @@ def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int
         f'init made: {jax.tree.structure(new_state)} vs {jax.tree.structure(state)}.'
     )
   job = dataclasses.replace(job, metrics=tuple(metrics), full_batches=_full_batches(job, state))
-  opt_state = jax.eval_shape(lambda p, hp: job.tx(hp).init(p), params, hp)
+  opt_state = jax.eval_shape(lambda p, hp: _transformation(job, hp).init(p), params, hp)
   # An evaluation over every example, and a minibatch forward, backward and
   # spare, at the forward pass's bytes per example.
   rows_at_once = jax.tree.leaves(data)[0].shape[0] + 3 * batch_size
   return job, planning.bytes_per_configuration(
       params, opt_state, state, forward / batch_size, rows_at_once
   )
+
+
+def _transformation(job: engine.Job, hp: dict[str, Any]) -> optax.GradientTransformation:
+  tx = job.tx(hp)
+  if not isinstance(tx, optax.GradientTransformation):
+    raise TypeError(
+        'optimizer must return an optax.GradientTransformation, e.g. '
+        f'lambda rate: wdax.adamw(1e-3, weight_decay=rate); it returned {tx!r}.'
+    )
+  return tx
 
 
 def _full_batches(job: engine.Job, state: Any) -> bool:
