@@ -206,6 +206,22 @@ def test_entry_points_refuse_bad_settings(drawn, fn):
   _run(getattr(sweep, fn), bad, (name,), **args)
 
 
+@FUZZ
+@given(
+    st.one_of(
+        st.sampled_from([None, [0.1], 0.1, 'rate']).map(lambda v: Bad(v, 'not a dict')),
+        st.just(Bad({}, 'empty')),
+        st.sampled_from([[0.1, 0.2], (0.1,), np.ones(2), '0.1']).map(lambda v: Bad({'rate': v}, 'not one number')),
+        bad_numbers().map(lambda b: Bad({'rate': b.value}, b.what)),
+        st.sampled_from([0.0, 0.5, np.float32(0.1)]).map(lambda v: _ok({'rate': v}, 'point')),
+    )
+)
+def test_fit_refuses_bad_points(bad):
+  args = _args(point=bad.value)
+  args.pop('space'), args.pop('folds')
+  _run(sweep.fit, bad, ('point', "['rate']"), **args)
+
+
 # --- the choice of select --------------------------------------------------------
 
 

@@ -441,6 +441,11 @@ def fit(
   """
   if not isinstance(point, Mapping):
     raise ValueError(f'point must be a dict of one value per name; got {point!r}.')
+  if not point:
+    raise ValueError('point is empty: give one value per name, e.g. {"rate": 1e-2}.')
+  for name, value in point.items():
+    if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
+      raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
   space = {name: [value] for name, value in point.items()}
   prep = _prepare('fit', task, data, space, optimizer, settings, test=test)
   return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
