@@ -26,7 +26,7 @@ def seeds(value: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(range(integer(value, 'seeds', 1)))
   if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
     raise ValueError(f'seeds must be a count or a list of seeds; got {value!r}.')
-  out = tuple(integer(s, 'each seed', 0) for s in value)
+  out = tuple(integer(s, 'seeds: each seed', 0) for s in value)
   if not out:
     raise ValueError('seeds is empty: give a count or at least one seed.')
   if len(set(out)) != len(out):

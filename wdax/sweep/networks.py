@@ -53,6 +53,11 @@ class Network:
   def of(cls, model: Any) -> Network:
     if isinstance(model, nn.Module):
       return cls(module=model)
+    if isinstance(model, type) and issubclass(model, (nn.Module, nnx.Module)):
+      raise TypeError(
+          f'model: got the class {model.__name__}; pass a linen module, e.g. '
+          f'{model.__name__}(...), or a function rngs -> nnx.Module.'
+      )
     if isinstance(model, nnx.Module):
       raise TypeError(
           'model: pass a function rngs -> nnx.Module (e.g. lambda rngs: '
@@ -128,12 +133,17 @@ class Network:
 def _graphs(factory: Callable[[nnx.Rngs], nnx.Module]) -> tuple[Any, Any, Any]:
   """An abstract model from ``factory``, and its graph definitions in
   training and in evaluation mode (their state is the same)."""
-  model = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
-  if not isinstance(model, nnx.Module):
-    raise TypeError(
-        f'model: the function must return an nnx.Module; it returned '
-        f'{type(model).__name__}.'
-    )
+
+  def build():
+    model = factory(nnx.Rngs(0))
+    if not isinstance(model, nnx.Module):
+      raise TypeError(
+          f'model: the function must return an nnx.Module; it returned '
+          f'{type(model).__name__}.'
+      )
+    return model
+
+  model = nnx.eval_shape(build)
   model.train()
   train_graph = nnx.split(model, nnx.Param, ...)[0]
   model.eval()

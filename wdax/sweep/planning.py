@@ -47,6 +47,11 @@ def devices(given: int | Sequence[Any] | None) -> list[Any]:
           'device(s) are available.'
       )
     return available[: int(given)]
+  for device in given:
+    if not isinstance(device, jax.Device):
+      raise ValueError(
+          f'devices must list jax devices (e.g. jax.devices()[:2]); got {device!r}.'
+      )
   return list(given)
 
 

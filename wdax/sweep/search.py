@@ -94,13 +94,23 @@ def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int
         f'init made: {jax.tree.structure(new_state)} vs {jax.tree.structure(state)}.'
     )
   job = dataclasses.replace(job, metrics=tuple(metrics), full_batches=_full_batches(job, state))
-  opt_state = jax.eval_shape(lambda p, hp: job.tx(hp).init(p), params, hp)
+  opt_state = jax.eval_shape(lambda p, hp: _transformation(job, hp).init(p), params, hp)
   # An evaluation over every example, and a minibatch forward, backward and
   # spare, at the forward pass's bytes per example.
   rows_at_once = jax.tree.leaves(data)[0].shape[0] + 3 * batch_size
   return job, planning.bytes_per_configuration(
       params, opt_state, state, forward / batch_size, rows_at_once
   )
+
+
+def _transformation(job: engine.Job, hp: dict[str, Any]) -> optax.GradientTransformation:
+  tx = job.tx(hp)
+  if not isinstance(tx, optax.GradientTransformation):
+    raise TypeError(
+        'optimizer must return an optax.GradientTransformation, e.g. '
+        f'lambda rate: wdax.adamw(1e-3, weight_decay=rate); it returned {tx!r}.'
+    )
+  return tx
 
 
 def _full_batches(job: engine.Job, state: Any) -> bool:
@@ -431,6 +441,11 @@ def fit(
   """
   if not isinstance(point, Mapping):
     raise ValueError(f'point must be a dict of one value per name; got {point!r}.')
+  if not point:
+    raise ValueError('point is empty: give one value per name, e.g. {"rate": 1e-2}.')
+  for name, value in point.items():
+    if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
+      raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
   space = {name: [value] for name, value in point.items()}
   prep = _prepare('fit', task, data, space, optimizer, settings, test=test)
   return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)

@@ -65,9 +65,7 @@ class Space:
     for name, given in space.items():
       if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f'space: the name {name!r} is not a Python identifier.')
-      if isinstance(given, (str, bytes)) or np.ndim(given) > 1:
-        raise ValueError(f'space[{name!r}] must be a list of numbers; got {given!r}.')
-      items = np.atleast_1d(np.asarray(given, dtype=object)).tolist()
+      items = _items(name, given)
       if not items:
         raise ValueError(f'space[{name!r}] is empty: give at least one value.')
       values.append(tuple(_number(name, v) for v in items))
@@ -85,6 +83,19 @@ class Space:
     """Each name's value at every point, float32 arrays in point order."""
     grids = np.meshgrid(*[np.asarray(v, np.float64) for v in self.values], indexing='ij')
     return {n: g.ravel().astype(np.float32) for n, g in zip(self.names, grids)}
+
+
+def _items(name: str, given: Any) -> list[Any]:
+  """The values of ``space[name]``: a list, a tuple, a vector or one number."""
+  if hasattr(given, '__array__') and np.ndim(given) <= 1:
+    return np.asarray(given).reshape(-1).tolist()
+  if isinstance(given, (list, tuple)) and not any(
+      isinstance(v, (list, tuple)) or getattr(v, 'ndim', 0) for v in given
+  ):
+    return list(given)
+  if isinstance(given, (int, float, np.integer, np.floating)):
+    return [given]
+  raise ValueError(f'space[{name!r}] must be a list of numbers; got {given!r}.')
 
 
 def _number(name: str, value: Any) -> float:

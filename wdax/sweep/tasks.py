@@ -95,7 +95,7 @@ class Task:
       if not callable(getattr(self, name)):
         raise TypeError(f'Task {name} must be callable; got {getattr(self, name)!r}.')
     hp = self.hyperparameters
-    if isinstance(hp, str) or not all(isinstance(n, str) for n in hp):
+    if not isinstance(hp, (tuple, list)) or not all(isinstance(n, str) for n in hp):
       raise TypeError(f'Task hyperparameters must be a tuple of names; got {hp!r}.')
     object.__setattr__(self, 'hyperparameters', tuple(hp))
     if self.folds not in FOLDS:
@@ -149,7 +149,10 @@ def _rows(data: Any, key: str, task: str) -> np.ndarray:
   if not isinstance(data, Mapping) or key not in data:
     have = sorted(data) if isinstance(data, Mapping) else type(data).__name__
     raise ValueError(f'{task}: data must be a dict with {key!r}; got {have}.')
-  return np.asarray(data[key])
+  rows = np.asarray(data[key])
+  if np.iscomplexobj(rows):
+    raise ValueError(f'{task}: data[{key!r}] must be real; got dtype {rows.dtype}.')
+  return rows
 
 
 def _outputs(network: networks.Network, x: Any) -> jax.ShapeDtypeStruct:
