@@ -38,6 +38,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from wdax import cli
+from wdax.cli.parsing import CRITERIA
+from wdax.cli.parsing import DATASETS
 
 # The options of a cheap sweep of `data_file` (3 classes, 8 rows each): about
 # a second, mostly compilation.
@@ -253,6 +255,31 @@ def test_options_combined(data, data_file):
         options.append([flag])
     argv = ['sweep', *sum(data.draw(st.permutations(options), label='order'), [])]
     _check(argv, out, names=[*(o[0].split('=')[0] for o in options), data_file])
+
+
+# --- built-in data sets -----------------------------------------------------
+
+
+@pytest.mark.slow
+@settings(max_examples=12, **_SETTINGS)
+@given(data=st.data())
+def test_builtin_data_sets(data):
+  name = data.draw(st.sampled_from(sorted(DATASETS)), label='data set')
+  criterion = data.draw(st.sampled_from(['loss', 'accuracy', 'r2', 'perplexity']), label='criterion')
+  kinds = data.draw(st.sampled_from(['adamw', 'l1,cautious']), label='kinds')
+  extra = data.draw(st.sampled_from(
+      [[], ['--lr', '1e-3,1e-2'], ['--dropout', '0,0.3'], ['--prune', '1:2'], ['--one-se']]
+  ), label='options')
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, 'out')
+    argv = [
+        'sweep', '--data', name, '--criterion', criterion, '--kind', kinds, '--rates', '1e-2,1',
+        '--epochs', '2', '--folds', '2', '--hidden', '4', '--batch-size', '64', '--quiet',
+        '--devices', '1', '--out', out, *extra,
+    ]
+    line = _check(argv, out, names=['--criterion'])
+  # Refused exactly when the data set has no such criterion.
+  assert (line is None) == (criterion in CRITERIA[DATASETS[name]]), line
 
 
 # --- data files -------------------------------------------------------------

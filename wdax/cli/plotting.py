@@ -159,6 +159,8 @@ def _curves(fig, results: dict[str, Any]) -> None:
   ax.set_xscale('log')
   if not positive:
     ax.set_xlim(1e-3, 1.0)
+  elif len(positive) == 1:
+    ax.set_xlim(positive[0] / 3, positive[0] * 3)
   ax.set_ylabel(label)
   what = 'loss' if metric == 'val_perplexity' else metric[len('val_'):]
   better = 'below' if results['settings']['mode'] == 'min' else 'above'
