@@ -156,11 +156,12 @@ def _curves(fig, results: dict[str, Any]) -> None:
     ax.plot([], [], 'o', color='k', mfc='none', mew=2, label=f'{note} (no decay)')
   ax_diff.axhline(0.0, color='0.45', ls='--', lw=1.0)
   _fit_differences(ax_diff, results, metric)
-  ax.set_xscale('log')
+  # Limits first: one rate, or none, would leave a log axis without a range.
   if not positive:
     ax.set_xlim(1e-3, 1.0)
   elif len(positive) == 1:
     ax.set_xlim(positive[0] / 3, positive[0] * 3)
+  ax.set_xscale('log')
   ax.set_ylabel(label)
   what = 'loss' if metric == 'val_perplexity' else metric[len('val_'):]
   better = 'below' if results['settings']['mode'] == 'min' else 'above'
@@ -182,12 +183,12 @@ def _fit_differences(ax, results: dict[str, Any], metric: str) -> None:
   import numpy as np
 
   diffs = np.array([_difference(r, metric) for r in results['table'] if r['rate'] > 0])
-  if not diffs.size:
+  if not diffs.size or results['choice']['rate'] == 0:
     return
   largest = np.nanmax(np.abs(diffs[:, 0]), initial=0.0)
   d = _difference(results['table'][_row_index(results, results['choice'])], metric)
-  small = max(abs(d[0]) + (d[1] if np.isfinite(d[1]) else 0.0), 1e-12)
-  if np.isfinite(largest) and largest > 20 * small:
+  small = abs(d[0]) + (d[1] if np.isfinite(d[1]) else 0.0)
+  if np.isfinite(largest) and small > 0 and largest > 20 * small:
     ax.set_yscale('symlog', linthresh=small)
 
 
