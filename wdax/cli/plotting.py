@@ -119,8 +119,8 @@ def _curves(fig, results: dict[str, Any]) -> None:
     base = next(r for r in rows_of[k] if r['rate'] == 0)
     bases.append(_value(base, metric))
   # The kinds' baselines are the same optimiser (Adam, no decay): one band
-  # unless their numbers differ.
-  distinct = len({(round(m, 6), round(s, 6)) for m, s in bases}) > 1
+  # unless their numbers differ by more than float rounding.
+  distinct = not np.allclose(bases, bases[0], rtol=1e-4, atol=1e-7, equal_nan=True)
   for i, k in enumerate(kinds if distinct else kinds[:1]):
     mean, se = bases[i]
     colour = f'C{i}' if distinct else '0.45'
