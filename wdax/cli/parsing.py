@@ -207,10 +207,10 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
       'sweep',
       help='cross-validate a grid of decay rates, refit the best, test it',
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      description='Cross-validate a grid of decay rates in one compiled program '
-      'per decay kind, against no decay (rate 0, always trained), choose one, '
-      'refit it on the whole training split and report its held-out score. '
-      'Writes results.json and sweep.png to --out.\n\n'
+      description='Cross-validate a grid of decay rates in one compiled program per\n'
+      'decay kind, against no decay (rate 0, always trained), choose one, refit\n'
+      'it on the whole training split and report its held-out score. Writes\n'
+      'results.json and sweep.png to --out.\n\n'
       'built-in data sets (--data NAME):\n'
       '  digits         images, 10 classes (default): an MLP, accuracy, stratified split\n'
       '  breast_cancer  table, 2 classes: an MLP, accuracy, stratified split\n'
@@ -236,7 +236,7 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
   sweep.add_argument('--hidden', type=_widths, default=None, help=f'hidden widths of the MLP, comma-separated; one training must fit in memory (default 256); for text the transformer\'s width, one value divisible by 4, at most {MAX_WIDTH} (default {lang["hidden"][0]})')
   sweep.add_argument('--batch-size', type=_positive_int, default=32, help='minibatch size; one past the training split is the whole split (default 32)')
   sweep.add_argument('--lr', type=_comma_list(_positive_float), default=None, help=f"Adam's learning rate, or a comma list to sweep with the rate (default {c['lr']:g})")
-  sweep.add_argument('--dropout', type=_comma_list(_fraction), default=None, help='dropout rates in [0, 1) to sweep with the decay rate, a comma list (default: no dropout)')
+  sweep.add_argument('--dropout', type=_comma_list(_fraction), default=None, help='dropout rates in [0, 1) to sweep with the decay rate, a comma list; not with a list of --lr (default: no dropout)')
   sweep.add_argument('--prune', type=_prune, default=None, metavar='MIN_EPOCHS[:FACTOR]', help='successive halving: train every point MIN_EPOCHS, then only the best 1/FACTOR (default 3) of them, rung by rung, to --epochs; rate 0 is never pruned (default: no pruning)')
   sweep.add_argument('--criterion', choices=('loss', 'accuracy', 'r2', 'perplexity'), default='loss', help='choose by mean validation loss (default), accuracy (classes, text), r2 (diabetes) or perplexity (text; as the loss)')
   sweep.add_argument('--one-se', action='store_true', help='choose the largest rate within one standard error of the best')
