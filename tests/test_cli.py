@@ -38,11 +38,14 @@ def test_sweep_end_to_end_writes_results_and_plot(tmp_path):
   assert report['settings']['rates'] == [0.001, 1.0]
   assert report['data']['source'] == 'sklearn.datasets.load_digits'
   assert report['data']['train'] + report['data']['test'] == 1797
-  assert [row['rate'] for row in report['table']] == [0.001, 1.0]
-  assert report['choice']['rate'] in (0.001, 1.0)
+  # Rate 0, no decay, is always trained: the baseline.
+  assert report['settings']['grid'] == [0.0, 0.001, 1.0]
+  assert [row['rate'] for row in report['table']] == [0.0, 0.001, 1.0]
+  assert report['choice']['rate'] in (0.0, 0.001, 1.0)
   assert 0.5 < report['refit']['test_accuracy'] <= 1.0
-  assert report['curves']['epochs'] == [1, 2]
-  assert np.shape(report['final']['val_accuracy']) == (2, 2)
+  adamw = report['kinds']['adamw']
+  assert adamw['curves']['epochs'] == [1, 2]
+  assert np.shape(adamw['final']['val_accuracy']) == (3, 2)
   png = (out / 'sweep.png').read_bytes()
   assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10_000
 
@@ -338,8 +341,8 @@ def test_a_sweep_diverged_at_every_rate_is_one_line(rule, tmp_path, capsys):
   status = cli.main(['sweep', '--lr', '1e38', *rule, '--rates', '1e-3,1', *TINY, '--out', str(out)])
   _refused(
       status, capsys,
-      'the training diverged (NaN or infinite loss) at every one of the 2 rates, so '
-      'none can be chosen; try a smaller --lr',
+      'the training diverged (NaN or infinite loss) at every one of the 3 rates with '
+      '--kind adamw, so none can be chosen; try a smaller --lr',
   )
   assert not out.exists()
 
@@ -406,7 +409,7 @@ def test_issue_12_a_batch_past_the_training_split_is_the_split(tmp_path, capsys)
 @pytest.mark.parametrize('rule', [[], ['--one-se']])
 def test_issue_12_a_diverged_rate_writes_null_not_nan(rule, tmp_path, capsys):
   # adamw's decay per step lr * rate = 3e35 blows the weights up at rate
-  # 1e38; the rate 1e-3 trains, and is chosen, by either rule.
+  # 1e38; rates 0 and 1e-3 train, and one of them is chosen, by either rule.
   out = tmp_path / 'out'
   status = cli.main(['sweep', '--rates', '1e-3,1e38', *rule, *TINY, '--out', str(out)])
   captured = capsys.readouterr()
@@ -415,13 +418,14 @@ def test_issue_12_a_diverged_rate_writes_null_not_nan(rule, tmp_path, capsys):
       (out / 'results.json').read_text(),
       parse_constant=lambda name: pytest.fail(f'{name} in results.json'),
   )
-  assert report['choice']['rate'] == 0.001
-  diverged = report['table'][1]
+  assert report['choice']['rate'] in (0.0, 0.001)
+  diverged = report['table'][2]
   assert diverged['rate'] == 1e38 and diverged['diverged'] == 2
   assert diverged['val_loss'] is None and diverged['gap'] is None
+  assert diverged['vs_baseline']['val_loss'] == {'mean': None, 'se': None}
   assert captured.err.splitlines() == [
-      'wdax: warning: the training diverged (NaN or infinite loss) at 1 of 2 rates, '
-      'from 1e+38; those are never chosen; try a smaller --lr'
+      'wdax: warning: the training diverged (NaN or infinite loss) with adamw at 1 of 3 '
+      'rates, from 1e+38; those are never chosen; try a smaller --lr'
   ]
 
 

@@ -38,6 +38,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from wdax import cli
+from wdax.cli.parsing import CRITERIA
+from wdax.cli.parsing import DATASETS
 
 # The options of a cheap sweep of `data_file` (3 classes, 8 rows each): about
 # a second, mostly compilation.
@@ -144,14 +146,16 @@ GOOD = {
     '--seeds': ['1', '2'],
     '--hidden': ['2', '3,2', ' 4 ', '4,', '1'],
     '--batch-size': ['1', '5', '64', '2147483647'],
-    '--lr': ['1e-3', '0.1', '1e38', '1e-30'],
+    '--lr': ['1e-3', '0.1', '1e38', '1e-30', '1e-3,1e-2', '3e-3, 1e-2 ,'],
+    '--dropout': ['0', '0.1', '0,0.5', '0.99', '0.3,0.3'],
+    '--prune': ['1', '1:2', '1:5', ' 1 : 2 '],
     '--rates': ['0', '1e-3,1', '1e-2:1:2', '3e38', '1e-3:1e-3:2', '1e-300'],
     '--criterion': ['loss', 'accuracy'],
     '--test-size': ['0.25', '0.5', '0.6', '1e-9'],
     '--seed': ['0', '7', '4294967295'],
     '--devices': ['1'],
     '--chunk-size': ['1', '3', '2147483647'],
-    '--kind': ['adamw', 'l2', 'decoupled', 'cautious', 'adamw-none'],
+    '--kind': ['adamw', 'l2', 'decoupled', 'cautious', 'adamw-none', 'adamw,l2', 'l1, cautious', 'adamw '],
 }
 
 # Values each option refuses: out of range, of the wrong type, empty,
@@ -162,18 +166,21 @@ BAD = {
     '--seeds': _INT_BAD,
     '--hidden': ['0', '', ',', 'a', '4,0', '2147483648', '-3', '4;2', 'nan'],
     '--batch-size': _INT_BAD,
-    '--lr': _FLOAT_BAD,
+    '--lr': [*_FLOAT_BAD, '1e-3,0', '1e-3,,x', ',', '1e-3,nan'],
+    '--dropout': ['1', '-0.1', 'nan', 'inf', '', ',', 'a', '0.5,1', '1e9', '0.1;0.2'],
+    '--prune': ['0', '-1', '', 'a', '1:1', '1:0', '1:2:3', '1.5', ':3', '1:', '99:2', '2147483648', 'nan'],
     '--rates': [
         '', ',', 'a', '-1', 'nan', 'inf', '1e39', '1e-3:1', '1e-3:1:0', '0:1:3',
         '1:2:3:4', '1e-3:1:1001', 'nan:1:2', '1:inf:2', '1e-3:1:2.5', '0.1,,x',
         '1e-3:1e39:2',
     ],
-    '--criterion': ['', 'Loss', 'acc', 'loss,accuracy'],
+    # r2 and perplexity are for a regression and for text, not a file of classes.
+    '--criterion': ['', 'Loss', 'acc', 'loss,accuracy', 'r2', 'perplexity'],
     '--test-size': [*_FLOAT_BAD, '1', '1.5', '0.0'],
     '--seed': ['-1', '4294967296', 'a', '', '1.0', 'nan'],
     '--devices': ['0', '-2', 'a', '', '99', '2147483647', '2147483648'],
     '--chunk-size': _INT_BAD,
-    '--kind': ['', 'adamx', 'ADAMW', 'adamw '],
+    '--kind': ['', 'adamx', 'ADAMW', 'adamw,adamx', ',', 'l2;l1'],
 }
 
 
@@ -205,9 +212,10 @@ def test_one_bad_option_is_refused_by_name(data, data_file):
     if flag == '--data':
       folder = os.path.join(tmp, 'folder.npz')
       os.mkdir(folder)
+      # Built-in names are matched exactly: anything near one is a path.
       value = data.draw(st.sampled_from([
           os.path.join(tmp, 'missing.npz'), folder, data_file[:-4] + '.txt', '',
-          data_file + '\0',
+          data_file + '\0', 'Digits', 'iris', ' text', 'wine.csv',
       ]), label='value')
     elif flag == '--out':
       value = data.draw(_bad_out(out), label='value')
@@ -247,6 +255,31 @@ def test_options_combined(data, data_file):
         options.append([flag])
     argv = ['sweep', *sum(data.draw(st.permutations(options), label='order'), [])]
     _check(argv, out, names=[*(o[0].split('=')[0] for o in options), data_file])
+
+
+# --- built-in data sets -----------------------------------------------------
+
+
+@pytest.mark.slow
+@settings(max_examples=12, **_SETTINGS)
+@given(data=st.data())
+def test_builtin_data_sets(data):
+  name = data.draw(st.sampled_from(sorted(DATASETS)), label='data set')
+  criterion = data.draw(st.sampled_from(['loss', 'accuracy', 'r2', 'perplexity']), label='criterion')
+  kinds = data.draw(st.sampled_from(['adamw', 'l1,cautious']), label='kinds')
+  extra = data.draw(st.sampled_from(
+      [[], ['--lr', '1e-3,1e-2'], ['--dropout', '0,0.3'], ['--prune', '1:2'], ['--one-se']]
+  ), label='options')
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, 'out')
+    argv = [
+        'sweep', '--data', name, '--criterion', criterion, '--kind', kinds, '--rates', '1e-2,1',
+        '--epochs', '2', '--folds', '2', '--hidden', '4', '--batch-size', '64', '--quiet',
+        '--devices', '1', '--out', out, *extra,
+    ]
+    line = _check(argv, out, names=['--criterion'])
+  # Refused exactly when the data set has no such criterion.
+  assert (line is None) == (criterion in CRITERIA[DATASETS[name]]), line
 
 
 # --- data files -------------------------------------------------------------

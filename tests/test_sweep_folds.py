@@ -139,3 +139,13 @@ def test_orders_list_the_training_examples_first_in_a_seeded_order():
     np.testing.assert_array_equal(out[0, k, 0, : len(members)], members[np.argsort(noise[members])])
     assert set(out[0, k, 0, :5].tolist()) == set(range(5))
   np.testing.assert_array_equal(out[..., 5], 0)
+
+
+def test_shuffled_split_holds_out_a_seeded_random_part():
+  train, test = sweep.shuffled_split(20, 0.25, seed=3)
+  order = np.random.default_rng(3).permutation(20)
+  np.testing.assert_array_equal(test, np.sort(order[:5]))
+  np.testing.assert_array_equal(train, np.sort(order[5:]))
+  assert [len(a) for a in sweep.shuffled_split(3, 0.01)] == [2, 1]
+  with pytest.raises(ValueError, match='test_size must be a fraction'):
+    sweep.shuffled_split(10, 1.0)

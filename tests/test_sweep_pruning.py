@@ -215,6 +215,69 @@ def test_a_pruned_summary_and_table_are_at_the_last_rung(full_and_pruned):
   assert [row['diverged'] for row in rows] == [0] * 9
 
 
+def test_kept_points_train_every_epoch_and_the_others_are_halved(full_and_pruned):
+  full, _, _ = full_and_pruned
+  task = sweep.classifier(_NormedDropout())
+  halving = sweep.Halving(1, 3, keep={'rate': 0.0})
+  kept = sweep.grid(task, _classes(), SPACE, prune=halving, **SETTINGS)
+  spared = np.array([p['rate'] == 0.0 for p in full.points])  # points 0, 1, 2
+  # The 3 points without decay train on; the 6 others are halved: 6, 2, 1.
+  assert halving.points(9, 9, kept=3) == (9, 5, 4)
+  np.testing.assert_array_equal(kept.rung[spared], [2, 2, 2])
+  expected = np.zeros(9, int)
+  expected[spared] = 2
+  alive = np.flatnonzero(~spared)
+  for r, (end, keep) in enumerate([(1, 2), (3, 1)]):
+    at = int(np.flatnonzero(full.epochs == end)[0])
+    means = full.curves['val_loss'][alive, :, :, at].mean(axis=(1, 2))
+    order = np.argsort(means)
+    assert means[order[keep]] - means[order[keep - 1]] > 1e-5
+    alive = np.sort(alive[order[:keep]])
+    expected[alive] = r + 1
+  np.testing.assert_array_equal(kept.rung, expected)
+  for p in np.flatnonzero(spared):
+    np.testing.assert_allclose(kept.curves['val_loss'][p], full.curves['val_loss'][p], rtol=1e-6, atol=1e-7)
+  assert kept.configuration_epochs == 4 * (9 * 1 + 5 * 2 + 4 * 6)
+  assert kept.configuration_epochs == halving.configuration_epochs(9, 9, 4, kept=3)
+
+
+def test_keep_is_checked_against_the_space():
+  task = sweep.classifier(sweep.MLP(hidden=(4,), outputs=3))
+  run = dict(optimizer=sweep.kind('adamw'), epochs=2, folds=2, batch_size=8)
+  with pytest.raises(ValueError, match="prune: keep names 'lr', which the space lacks"):
+    sweep.grid(task, _classes(), {'rate': [0.0, 0.1]}, prune=sweep.Halving(1, keep={'lr': 0.0}), **run)
+  with pytest.raises(ValueError, match="prune: no point of the space has the values keep={'rate': 0.5}"):
+    sweep.grid(task, _classes(), {'rate': [0.0, 0.1]}, prune=sweep.Halving(1, keep={'rate': 0.5}), **run)
+  with pytest.raises(ValueError, match='keep must be a dict of names of the space to numbers'):
+    sweep.Halving(1, keep={'rate': 'none'})
+  assert sweep.Halving(1, keep={'rate': 0}) == sweep.Halving(1, keep=(('rate', 0.0),))
+  assert hash(sweep.Halving(1, keep={'rate': 0}))
+
+
+def test_survivors_spare_the_kept_points():
+  val = np.array([[0.9, 0.9], [0.2, 0.2], [0.4, 0.4], [0.3, 0.3]])
+  spared = np.array([True, False, False, False])
+  # Point 0 is the worst but spared; the best one of the others goes on.
+  np.testing.assert_array_equal(pruning.survivors(val, np.zeros_like(val), 1, spared), [0, 1])
+  np.testing.assert_array_equal(pruning.survivors(val, np.zeros_like(val), 0, spared), [0])
+
+
+@given(
+    min_epochs=st.integers(1, 10), factor=st.integers(2, 5), extra=st.integers(0, 60),
+    count=st.integers(1, 40), data=st.data(),
+)
+def test_laws_of_the_schedule_with_kept_points(min_epochs, factor, extra, count, data):
+  kept = data.draw(st.integers(0, count))
+  halving = sweep.Halving(min_epochs, factor)
+  epochs = min_epochs + extra
+  sizes = halving.points(count, epochs, kept)
+  assert sizes[0] == count and all(n >= kept for n in sizes)
+  if kept < count:
+    assert tuple(n - kept for n in sizes) == halving.points(count - kept, epochs)
+  else:
+    assert set(sizes) == {kept}
+
+
 def test_one_rung_is_no_pruning():
   task = sweep.classifier(sweep.MLP(hidden=(8,), outputs=3))
   settings = dict(optimizer=sweep.kind('adamw', lr=3e-2), folds=2, epochs=3, batch_size=8)

@@ -1,6 +1,7 @@
 """Tests of wdax.sweep.results: summaries and choices by hand."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -211,3 +212,88 @@ def test_an_unpruned_result_has_one_rung():
   np.testing.assert_array_equal(result.rungs, [5])
   np.testing.assert_array_equal(result.rung, [0, 0, 0])
   assert result.finished.all() and result.configuration_epochs == 3 * 2 * 5
+
+
+def _two_names():
+  """Points (rate, lr) over rates 0, 0.1, 1 and lrs 1e-3, 1e-2: four folds
+  and two seeds, one evaluation; the values drawn, the differences by hand."""
+  rng = np.random.default_rng(3)
+  val_loss = rng.uniform(0.1, 1.0, size=(6, 4, 2, 1))
+  points = [{'rate': r, 'lr': lr} for r in (0.0, 0.1, 1.0) for lr in (1e-3, 1e-2)]
+  result = sweep.Result(
+      points=points, curves={'train_loss': np.zeros_like(val_loss), 'val_loss': val_loss},
+      epochs=np.array([4]), fold_ids=np.arange(4), seeds=(0, 1), chunk_size=8, chunks=6,
+      devices=1, bytes_per_configuration=0,
+  )
+  return result, val_loss[..., 0].reshape(6, 8)
+
+
+def test_difference_from_the_baseline_is_paired_over_folds_and_seeds():
+  result, v = _two_names()
+  mean, se = result.difference('val_loss', {'rate': 0.0})
+  for p, point in enumerate(result.points):
+    base = 0 if point['lr'] == 1e-3 else 1  # (0, 1e-3) and (0, 1e-2)
+    d = v[p] - v[base]
+    np.testing.assert_allclose(mean[p], d.mean(), rtol=1e-12)
+    np.testing.assert_allclose(se[p], d.std(ddof=1) / math.sqrt(8), rtol=1e-12)
+  # A point is its own baseline: exactly zero.
+  assert mean[0] == mean[1] == se[0] == se[1] == 0.0
+  # Paired is not the difference of the two standard errors' worth: the
+  # unpaired s.e. is a different number.
+  unpaired = math.sqrt(v[2].var(ddof=1) / 8 + v[0].var(ddof=1) / 8)
+  assert not math.isclose(se[2], unpaired, rel_tol=1e-3)
+
+
+def test_difference_leaves_out_a_pair_with_a_diverged_training():
+  result, v = _two_names()
+  result.curves['val_loss'][0, 1, 0, 0] = np.nan  # the baseline at lr 1e-3, fold 1, seed 0
+  result.curves['train_loss'][4, 3, 1, 0] = np.inf  # point (1, 1e-3), fold 3, seed 1
+  mean, se = result.difference('val_loss', {'rate': 0.0})
+  keep = np.ones(8, bool)
+  keep[2] = False  # fold 1, seed 0
+  d = (v[2] - v[0])[keep]
+  np.testing.assert_allclose([mean[2], se[2]], [d.mean(), d.std(ddof=1) / math.sqrt(7)], rtol=1e-12)
+  keep[7] = False  # fold 3, seed 1
+  d = (v[4] - v[0])[keep]
+  np.testing.assert_allclose([mean[4], se[4]], [d.mean(), d.std(ddof=1) / math.sqrt(6)], rtol=1e-12)
+  assert mean[0] == 0.0  # its own pairs: one left out, the other seven are 0
+  np.testing.assert_allclose(mean[[1, 3, 5]], [0.0, (v[3] - v[1]).mean(), (v[5] - v[1]).mean()])
+
+
+def test_difference_of_a_pruned_point_is_at_its_last_rung():
+  # Point 1 stopped after epoch 3: its difference from rate 0 (stopped after
+  # epoch 1) has no pairs; point 2 trained on, its baseline did not.
+  result = _pruned()
+  mean, _ = result.difference('val_loss', {'rate': 1.0})
+  # Against rate 1.0, which trained every epoch: at epoch 1 for point 0, 3 for point 1.
+  np.testing.assert_allclose(mean, [(0.2 - 0.8 + 0.4 - 0.8) / 2, (0.7 - 0.6 + 0.5 - 0.6) / 2, 0.0])
+  mean, _ = result.difference('val_loss', {'rate': 0.0})
+  assert mean[0] == 0.0 and np.isnan(mean[1:]).all()
+
+
+@pytest.mark.parametrize(
+    ('baseline', 'match'),
+    [
+        ({'rate': 0.5}, "the grid has no point {'rate': 0.5, 'lr': 0.001}"),
+        ({'dropout': 0.0}, "baseline names 'dropout', which the space lacks"),
+        ({}, 'baseline must be a dict'),
+    ],
+)
+def test_difference_refuses_a_baseline_outside_the_grid(baseline, match):
+  result, _ = _two_names()
+  with pytest.raises(ValueError, match=re.escape(match)):
+    result.difference('val_loss', baseline)
+
+
+def test_choose_where_restricts_to_the_points_with_those_values():
+  result, v = _two_names()
+  means = v.mean(axis=1)
+  for lr, rows in ((1e-3, [0, 2, 4]), (1e-2, [1, 3, 5])):
+    best = rows[int(np.argmin(means[rows]))]
+    choice = result.choose('val_loss', where={'lr': lr})
+    assert choice.index == best and choice.point['lr'] == lr
+  assert result.choose('val_loss').index == int(np.argmin(means))
+  with pytest.raises(ValueError, match='no point has the values'):
+    result.choose('val_loss', where={'lr': 0.5})
+  with pytest.raises(ValueError, match='where must be a dict of names of the space'):
+    result.choose('val_loss', where={'momentum': 0.9})

@@ -1,19 +1,24 @@
 """The ``wdax`` command line.
 
-``wdax sweep`` chooses a decay rate by cross-validation (:func:`wdax.sweep.grid`),
-refits it on the whole training split (:func:`wdax.sweep.fit`) and reports the
-held-out accuracy; ``wdax describe`` prints which parameters of a built-in
-model a mask decays. This is the only part of wdax that prints, draws or
-touches files. ``wdax <command> --help`` lists the options.
+``wdax sweep`` chooses a decay rate by cross-validation (:func:`wdax.sweep.select`),
+against no decay, for a built-in data set or a file, one or several decay
+kinds, optionally with the learning rate or the dropout rate, pruned or not;
+it refits the choice on the whole training split and reports its held-out
+score. ``wdax describe`` prints which parameters of a built-in model a mask
+decays. This is the only part of wdax that prints, draws or touches files.
+``wdax <command> --help`` lists the options.
 
 Bad input (a missing file or column, NaNs, a class with fewer examples than
-folds, an empty grid, a malformed option) ends the run with one line on
-stderr, ``wdax: error: ...``, and exit status 2; nothing is written.
+folds, an empty grid, a malformed option, a criterion the data set has not)
+ends the run with one line on stderr, ``wdax: error: ...``, and exit status
+2; nothing is written.
 
 The modules: :mod:`~wdax.cli.parsing` reads the options,
-:mod:`~wdax.cli.loading` the data files, :mod:`~wdax.cli.running` runs the
-jobs (the only caller of :mod:`wdax.sweep`), :mod:`~wdax.cli.rendering`
-draws and writes what they found.
+:mod:`~wdax.cli.loading` the data, :mod:`~wdax.cli.problems` picks the
+split, model and task of each kind of data, :mod:`~wdax.cli.running` runs the
+jobs, :mod:`~wdax.cli.summary` reads the sweep's results as plain data,
+:mod:`~wdax.cli.rendering` prints and writes them and
+:mod:`~wdax.cli.plotting` draws them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Loading a classification data set: a .npz, a .csv, or scikit-learn's digits.
+"""Loading a data set: a built-in one (:mod:`wdax.sweep.datasets`), or a
+classification in a .npz or .csv file.
 
 Every problem with a file is reported as :class:`BadInput` naming the file
 and, where there is one, the line and column.
@@ -21,11 +22,16 @@ class Data:
   """A loaded data set.
 
   Attributes:
-    x: the features as float64, one row per example.
-    labels: the raw labels, one per row.
+    x: the features as float64, one row per example; for text, the int32
+      token rows.
+    labels: the raw labels, one per row, the regression targets, or
+      ``None`` for text.
     source: where they came from, for messages and results.json.
     names: the names of the feature columns of a .csv, else ``None``.
     shape: the shape of one example before it was flattened into a row.
+    problem: ``'classification'``, ``'regression'`` or ``'language'``.
+    classes: the names of the classes when ``labels`` are their codes
+      0, 1, ... (a built-in classification), else ``None``.
   """
 
   x: Any
@@ -33,6 +39,8 @@ class Data:
   source: str
   names: tuple[str, ...] | None
   shape: tuple[int, ...]
+  problem: str = 'classification'
+  classes: tuple[str, ...] | None = None
 
   def column(self, j: int) -> str:
     """Feature ``j`` as a message names it: ``column 'a'`` or ``x[:, 2, 3]``."""
@@ -181,16 +189,29 @@ def _load_csv(path: str):
   return np.asarray(x, np.float64), labels, names, (len(names),)
 
 
-def load(data: str | None) -> Data:
-  """The data set at ``data``, a .npz or .csv file, or ``None`` for
-  scikit-learn's digits."""
+def _builtin(name: str) -> Data:
+  from wdax.sweep import datasets
+
+  try:
+    found = datasets.load(name)
+  except (ValueError, OSError) as e:  # e.g. a Python without its .py sources
+    raise BadInput(f'--data {name}: {e}') from None
+  if found.problem == 'language':
+    tokens = found.data['tokens']
+    return Data(tokens, None, found.source, None, tokens.shape[1:], 'language')
+  x = found.data['x']
+  return Data(x, found.data['y'], found.source, None, x.shape[1:], found.problem, found.classes)
+
+
+def load(data: str) -> Data:
+  """The data set ``data``: the name of a built-in one
+  (:data:`wdax.cli.parsing.DATASETS`), or a .npz or .csv file of classes."""
   import numpy as np
 
-  if data is None:
-    from sklearn.datasets import load_digits
+  from wdax.cli.parsing import DATASETS
 
-    x, y = load_digits(return_X_y=True)
-    return Data(x.astype(np.float64), y, 'sklearn.datasets.load_digits', None, x.shape[1:])
+  if data in DATASETS:
+    return _builtin(data)
   path = data
   if not os.path.isfile(path):
     what = 'not a file' if os.path.exists(path) else 'no such file'

@@ -28,17 +28,20 @@ decay kinds), :mod:`~wdax.sweep.folds` (data, folds, splits, orders of
 visit), :mod:`~wdax.sweep.settings`, :mod:`~wdax.sweep.planning` (devices,
 memory, chunks), :mod:`~wdax.sweep.pruning` (successive halving),
 :mod:`~wdax.sweep.engine` (the compiled programs),
-:mod:`~wdax.sweep.results` (results and choice) and
+:mod:`~wdax.sweep.results` (results and choice),
+:mod:`~wdax.sweep.datasets` (built-in data sets) and
 :mod:`~wdax.sweep.search` (the entry points).
 
 This package imports Flax; ``import wdax`` does not. Import it as
 ``from wdax import sweep``.
 """
 
+from wdax.sweep import datasets
 from wdax.sweep.folds import check_data
 from wdax.sweep.folds import contiguous_folds
 from wdax.sweep.folds import contiguous_split
 from wdax.sweep.folds import shuffled_folds
+from wdax.sweep.folds import shuffled_split
 from wdax.sweep.folds import standardize
 from wdax.sweep.folds import stratified_folds
 from wdax.sweep.folds import stratified_split
@@ -81,6 +84,7 @@ __all__ = [
     'classifier',
     'contiguous_folds',
     'contiguous_split',
+    'datasets',
     'dropout',
     'fit',
     'grid',
@@ -90,6 +94,7 @@ __all__ = [
     'regressor',
     'select',
     'shuffled_folds',
+    'shuffled_split',
     'standardize',
     'stratified_folds',
     'stratified_split',

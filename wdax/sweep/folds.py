@@ -228,6 +228,26 @@ def stratified_split(labels: Any, test_size: float, *, seed: int = 0) -> tuple[n
   return np.flatnonzero(~held), np.flatnonzero(held)
 
 
+def shuffled_split(n: int, test_size: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Indices ``(train, test)``: ``round(test_size * n)`` examples drawn at
+  random held out (at least one, and one left to train), for a regression.
+
+  The first ones of the permutation ``np.random.default_rng(seed).permutation(n)``
+  are held out; both index arrays are returned sorted.
+
+  Examples:
+    >>> from wdax import sweep
+    >>> train, test = sweep.shuffled_split(10, 0.3, seed=0)
+    >>> len(train), len(test), sorted([*train, *test]) == list(range(10))
+    (7, 3, True)
+  """
+  n = checks.integer(n, 'n', 2)
+  _fraction(test_size)
+  k = min(max(int(round(test_size * n)), 1), n - 1)
+  order = np.random.default_rng(seed).permutation(n)
+  return np.sort(order[k:]), np.sort(order[:k])
+
+
 def contiguous_split(n: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
   """Indices ``(train, test)``: the last ``round(test_size * n)`` examples
   held out (at least one, and one left to train), for ordered data.

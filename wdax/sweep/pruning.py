@@ -14,6 +14,10 @@ compiled program) are known in advance.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,11 +69,18 @@ class Halving:
   against what helps late, as regularisers often do: a point is judged at
   :math:`e_i`, not at :math:`E`.
 
+  With ``keep`` (e.g. ``{'rate': 0.0}``), the points with those values are
+  never pruned: they train every epoch, as a baseline to compare the others
+  with at every rung, and :math:`n_i` counts the others only; rung
+  :math:`i` trains :math:`n_i + K` points for :math:`K` kept ones.
+
   Attributes:
     min_epochs: :math:`r`, the epochs of the first rung (at least 1, at most
       the sweep's ``epochs``).
     reduction_factor: :math:`\eta`, an int of at least 2: the growth of the
       rungs' epochs, and the fraction :math:`1/\eta` of points kept.
+    keep: names of the space to values: the points that have them all are
+      never pruned. Given as a dict; held as sorted ``(name, value)`` pairs.
 
   Examples:
     >>> from wdax import sweep
@@ -82,12 +93,30 @@ class Halving:
 
   min_epochs: int
   reduction_factor: int = 3
+  keep: Any = ()
 
   def __post_init__(self):
     object.__setattr__(self, 'min_epochs', checks.integer(self.min_epochs, 'min_epochs', 1))
     object.__setattr__(
         self, 'reduction_factor', checks.integer(self.reduction_factor, 'reduction_factor', 2)
     )
+    keep = dict(self.keep) if isinstance(self.keep, (Mapping, tuple)) else self.keep
+    if not isinstance(keep, dict) or not all(
+        isinstance(n, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        and math.isfinite(v)
+        for n, v in keep.items()
+    ):
+      raise ValueError(
+          f'keep must be a dict of names of the space to numbers, e.g. {{"rate": 0.0}}; '
+          f'got {self.keep!r}.'
+      )
+    object.__setattr__(self, 'keep', tuple(sorted((n, float(v)) for n, v in keep.items())))
+
+  def kept(self, points: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """Bools, one per point: the points that :attr:`keep` spares."""
+    if not self.keep:
+      return np.zeros(len(points), bool)
+    return np.array([all(p.get(n) == v for n, v in self.keep) for p in points])
 
   def rungs(self, epochs: int) -> tuple[int, ...]:
     """The epoch each rung trains to, :math:`e_0 < \\dots < e_{R-1} = E`."""
@@ -103,29 +132,40 @@ class Halving:
       end *= self.reduction_factor
     return (*ends, epochs)
 
-  def points(self, count: int, epochs: int) -> tuple[int, ...]:
-    """How many of ``count`` points each rung trains, :math:`n_0, \\dots,
-    n_{R-1}`."""
-    sizes = [checks.integer(count, 'count', 1)]
+  def points(self, count: int, epochs: int, kept: int = 0) -> tuple[int, ...]:
+    """How many of ``count`` points each rung trains, :math:`n_0 + K, \\dots,
+    n_{R-1} + K`, of which ``kept`` (:math:`K`) are never pruned."""
+    count = checks.integer(count, 'count', 1)
+    kept = checks.integer(kept, 'kept', 0)
+    if kept > count:
+      raise ValueError(f'kept ({kept}) exceeds the {count} points.')
+    sizes = [count - kept]
     for _ in self.rungs(epochs)[1:]:
-      sizes.append(max(1, -(-sizes[-1] // self.reduction_factor)))
-    return tuple(sizes)
+      sizes.append(max(min(1, sizes[-1]), -(-sizes[-1] // self.reduction_factor)))
+    return tuple(n + kept for n in sizes)
 
-  def configuration_epochs(self, count: int, epochs: int, trainings: int = 1) -> int:
+  def configuration_epochs(
+      self, count: int, epochs: int, trainings: int = 1, kept: int = 0
+  ) -> int:
     """:math:`C`: the epochs trained in all, over ``count`` points of
-    ``trainings`` (folds times seeds) trainings each."""
+    ``trainings`` (folds times seeds) trainings each, ``kept`` of them never
+    pruned."""
     ends = self.rungs(epochs)
     steps = np.diff((0, *ends))
-    return int(trainings * np.dot(self.points(count, epochs), steps))
+    return int(trainings * np.dot(self.points(count, epochs, kept), steps))
 
 
-def survivors(val_loss: np.ndarray, train_loss: np.ndarray, keep: int) -> np.ndarray:
-  """The ``keep`` points to train on, as sorted row indices.
+def survivors(
+    val_loss: np.ndarray, train_loss: np.ndarray, keep: int, spared: np.ndarray | None = None
+) -> np.ndarray:
+  """The points to train on, as sorted row indices: the ``spared`` ones,
+  and the best ``keep`` of the others.
 
   ``val_loss`` and ``train_loss`` are ``(points, trainings)``: each point's
   losses at the end of a rung, over its folds and seeds. Points are ranked
   by mean validation loss, a point with any non-finite loss after every
-  finite one, ties to the earlier point.
+  finite one, ties to the earlier point. ``spared`` (bools, one per point)
+  marks the points :attr:`Halving.keep` never prunes.
 
   Examples:
     >>> import numpy as np
@@ -138,4 +178,8 @@ def survivors(val_loss: np.ndarray, train_loss: np.ndarray, keep: int) -> np.nda
   finite = np.isfinite(val_loss).all(axis=1) & np.isfinite(train_loss).all(axis=1)
   mean = np.where(finite, np.where(np.isfinite(val_loss), val_loss, 0.0).mean(axis=1), np.inf)
   ranked = np.lexsort((np.arange(len(mean)), mean, ~finite))
-  return np.sort(ranked[:keep])
+  if spared is None:
+    return np.sort(ranked[:keep])
+  spared = np.asarray(spared, bool)
+  chosen = ranked[~spared[ranked]][:keep]
+  return np.sort(np.concatenate([np.flatnonzero(spared), chosen]))

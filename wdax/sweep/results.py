@@ -190,6 +190,85 @@ class Result:
     """
     return mean_se(self.final(metric))
 
+  def index(self, point: Any) -> int:
+    """The position of ``point`` (a dict of one value per name) in
+    :attr:`points`; ``ValueError`` if the grid has no such point."""
+    for i, p in enumerate(self.points):
+      if p == point:
+        return i
+    raise ValueError(f'the grid has no point {point!r}; its points are like {self.points[0]!r}.')
+
+  def difference(
+      self, metric: str, baseline: Any
+  ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Each point's ``metric`` minus its baseline's, paired over trainings.
+
+    .. math::
+
+      d_p = \frac{1}{m} \sum_{k, s} \bigl(v(p, k, s) - v(b(p), k, s)\bigr),
+      \qquad \mathrm{se}(d_p) = \frac{\operatorname{sd}_{k,s}\bigl(v(p, k, s)
+      - v(b(p), k, s)\bigr)}{\sqrt{m}}
+
+    where :math:`v(p, k, s)` is ``metric`` of point :math:`p` on fold
+    :math:`k` with seed :math:`s` at :math:`p`'s last evaluation (after
+    :attr:`epochs_trained`, for both points), :math:`b(p)` is :math:`p`
+    with the names of ``baseline`` set to its values (``{'rate': 0.0}``:
+    the same point without decay), and the :math:`m` pairs are those where
+    neither training diverged (:func:`mean_se`). Folds and seeds share
+    their data and random numbers across points, so the pairs' differences
+    vary much less than either point's values, and the standard error of
+    :math:`d_p` is that of a paired comparison. A point that is its own
+    baseline has :math:`d_p = 0`.
+
+    Args:
+      metric: a name of :attr:`metrics`.
+      baseline: a dict of names of the space to values; every point's
+        baseline must be a point of the grid.
+
+    Returns:
+      ``(mean, se)``, each of shape ``(P,)``; NaN where no pair is left (or
+      one, for the s.e.), e.g. when the baseline was pruned before ``p``'s
+      last evaluation.
+
+    Examples:
+      >>> import numpy as np
+      >>> from wdax.sweep import results
+      >>> loss = np.array([[0.5, 0.7, 0.6], [0.3, 0.6, 0.3]])[:, :, None, None]
+      >>> result = results.Result(
+      ...     points=[{'rate': 0.0}, {'rate': 0.1}],
+      ...     curves={'train_loss': loss, 'val_loss': loss}, epochs=np.array([1]),
+      ...     fold_ids=np.array([0, 1, 2]), seeds=(0,), chunk_size=6, chunks=1,
+      ...     devices=1, bytes_per_configuration=0)
+      >>> mean, se = result.difference('val_loss', {'rate': 0.0})  # -0.2, -0.1, -0.3
+      >>> mean.round(6).tolist(), se.round(6).tolist()
+      ([0.0, -0.2], [0.0, 0.057735])
+    """
+    if metric not in self.curves:
+      raise ValueError(f'unknown metric {metric!r}; the metrics are {", ".join(self.curves)}.')
+    if not isinstance(baseline, dict) or not baseline:
+      raise ValueError(f'baseline must be a dict of names to values; got {baseline!r}.')
+    unknown = sorted(set(baseline) - set(self.points[0]))
+    if unknown:
+      raise ValueError(
+          f'baseline names {unknown[0]!r}, which the space lacks; it has '
+          f'{", ".join(map(repr, self.points[0]))}.'
+      )
+    bases = np.array([self.index({**p, **baseline}) for p in self.points])
+    # Both points at p's last evaluation; a training that diverged there, of
+    # either point, leaves its pair out.
+    at = np.searchsorted(self.epochs, self.epochs_trained, side='right') - 1
+    curve = self.curves[metric]
+    mine = np.take_along_axis(curve, at[:, None, None, None], axis=-1)[..., 0]
+    theirs = np.take_along_axis(curve[bases], at[:, None, None, None], axis=-1)[..., 0]
+    loss = self.curves['val_loss'], self.curves['train_loss']
+    ok = np.ones(mine.shape, bool)
+    for c in loss:
+      for which in (np.arange(len(self.points)), bases):
+        ok &= np.isfinite(np.take_along_axis(c[which], at[:, None, None, None], axis=-1)[..., 0])
+    with np.errstate(invalid='ignore'):
+      pairs = np.where(ok, mine - theirs, np.nan)
+    return mean_se(pairs.reshape(len(self.points), -1))
+
   def table(self) -> list[dict[str, Any]]:
     """One row per point: its values, then each metric's mean and s.e.
     (``<metric>`` and ``<metric>_se``, as :meth:`summary`), ``diverged``,
@@ -210,7 +289,8 @@ class Result:
     return rows
 
   def choose(
-      self, metric: str = 'val_loss', mode: str | None = None, one_se: bool | str = False
+      self, metric: str = 'val_loss', mode: str | None = None, one_se: bool | str = False,
+      *, where: dict[str, float] | None = None,
   ) -> Choice:
     """The point with the best mean ``metric``, as a :class:`Choice`.
 
@@ -225,6 +305,9 @@ class Result:
         Hastie, Tibshirani & Friedman, "The Elements of Statistical
         Learning", 2009, section 7.10).
 
+      where: choose only among the points with these values, e.g.
+        ``{'lr': 1e-3}``: the best rate at that learning rate.
+
     Points with a diverged training, and pruned points (not
     :attr:`finished`), are never chosen. Ties go to the lower mean
     ``val_loss``: accuracy moves in steps of one example, so ties on it are
@@ -234,6 +317,16 @@ class Result:
     mean, se = self.summary(metric)
     diverged = self.diverged.reshape(len(self.points), -1).any(axis=1)
     ok = self.finished & ~diverged & np.isfinite(mean)
+    if where is not None:
+      if not isinstance(where, dict) or set(where) - set(self.points[0]):
+        raise ValueError(
+            f'where must be a dict of names of the space ({", ".join(self.points[0])}) '
+            f'to values; got {where!r}.'
+        )
+      inside = np.array([all(p[n] == v for n, v in where.items()) for p in self.points])
+      if not inside.any():
+        raise ValueError(f'no point has the values where={where!r}.')
+      ok &= inside
     if not ok.any():
       raise ValueError(
           'every point has a diverged training or was pruned; none can be '

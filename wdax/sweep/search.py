@@ -184,6 +184,8 @@ def _check(fn, task, data, space, optimizer, given, test, choice) -> _Prepared:
     val = ids[None, :] == np.arange(ids.max() + 1)[:, None]
     train = ~val
   _check_batches(job, train, where)
+  if settings.prune is not None and settings.prune.keep:
+    _check_keep(settings.prune, space)
   if choice is not None:
     names = ('loss', *job.metrics)
     metrics = tuple(f'{side}_{m}' for side in ('train', 'val') for m in names)
@@ -192,6 +194,18 @@ def _check(fn, task, data, space, optimizer, given, test, choice) -> _Prepared:
       settings, data, n, space, _guarded(job, train), devices, per_configuration,
       ids, train, val, _check_test(task, data, test),
   )
+
+
+def _check_keep(halving: Halving, space: Space) -> None:
+  names = [n for n, _ in halving.keep]
+  unknown = [n for n in names if n not in space.names]
+  if unknown:
+    raise ValueError(
+        f'prune: keep names {unknown[0]!r}, which the space lacks; it has '
+        f'{", ".join(map(repr, space.names))}.'
+    )
+  if not halving.kept(space.points()).any():
+    raise ValueError(f'prune: no point of the space has the values keep={dict(halving.keep)!r}.')
 
 
 def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None:
@@ -231,7 +245,7 @@ def _cross_validate(prep: _Prepared, progress: Progress) -> Result:
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
       per_configuration=prep.per_configuration, chunk_size=s.chunk_size,
       memory=s.memory, progress=progress,
-      rungs=None if s.prune is None else _rungs(s.prune, len(prep.space), count * len(s.seeds), s.epochs),
+      rungs=None if s.prune is None else _rungs(s.prune, prep.space, count * len(s.seeds), s.epochs),
   )
   shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
   curves = {}
@@ -248,15 +262,20 @@ def _cross_validate(prep: _Prepared, progress: Progress) -> Result:
   )
 
 
-def _rungs(halving: Halving, points: int, trainings: int, epochs: int) -> engine.Rungs:
+def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> engine.Rungs:
   """The engine's schedule of ``halving``: a point's ``trainings``
   configurations (its folds and seeds, consecutive) go on or stop together."""
-  sizes = halving.points(points, epochs)
+  spared = halving.kept(space.points())
+  kept = int(spared.sum())
+  sizes = halving.points(len(space), epochs, kept)
 
   def advance(r: int, alive: np.ndarray, metrics: np.ndarray) -> np.ndarray:
     groups = alive.reshape(-1, trainings)
     loss = metrics[:, :, 0].reshape(len(groups), trainings, 2)
-    return groups[pruning.survivors(loss[..., 1], loss[..., 0], sizes[r + 1])].ravel()
+    going = pruning.survivors(
+        loss[..., 1], loss[..., 0], sizes[r + 1] - kept, spared[groups[:, 0] // trainings]
+    )
+    return groups[going].ravel()
 
   return engine.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
 
@@ -316,6 +335,9 @@ def grid(
   evaluations are those of ``evals`` and the end of every rung;
   ``result.rung`` marks each point's last rung, its curves are NaN after
   it, and ``result.configuration_epochs`` counts the epochs trained.
+  ``Halving(..., keep={'rate': 0.0})`` spares the points without decay:
+  they train every epoch, so :meth:`Result.difference` compares every
+  point with its baseline at the point's last rung.
 
   Args:
     task: a :class:`Task`, e.g. :func:`classifier` of a model.

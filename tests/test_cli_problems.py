@@ -1,0 +1,188 @@
+"""Tests of wdax.cli.problems: the built-in data sets from the command line,
+each with its split, model, task and metrics, checked against independent
+references (scikit-learn's data and r2_score, the corpus itself)."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from wdax import cli
+from wdax import sweep
+from wdax.sweep import datasets
+
+CHEAP = ['--epochs', '2', '--folds', '2', '--hidden', '8', '--batch-size', '32', '--quiet', '--devices', '1']
+
+
+@pytest.fixture(autouse=True)
+def _keep_xla_flags(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+
+
+@pytest.fixture
+def spied(monkeypatch):
+  """Records what each ``sweep.select`` of a run was given and returned."""
+  calls = []
+  real = sweep.select
+
+  def select(task, data, space, **kwargs):
+    found = real(task, data, space, **kwargs)
+    calls.append({'task': task, 'data': data, 'space': space, 'found': found, **kwargs})
+    return found
+
+  monkeypatch.setattr(sweep, 'select', select)
+  return calls
+
+
+def _sweep(tmp_path, capsys, *args):
+  out = tmp_path / 'out'
+  status = cli.main(['sweep', *args, '--out', str(out)])
+  captured = capsys.readouterr()
+  assert status == 0, captured.err
+  return json.loads((out / 'results.json').read_text()), captured.out
+
+
+@pytest.mark.parametrize('name', ['breast_cancer', 'wine'])
+def test_a_table_of_classes_is_split_by_class_and_named(name, tmp_path, capsys, spied):
+  from sklearn import datasets as sk
+
+  loaded = getattr(sk, f'load_{name}')()
+  report, out = _sweep(tmp_path, capsys, '--data', name, '--rates', '1e-2', *CHEAP)
+  assert report['data']['classes'] == list(loaded.target_names)
+  assert report['data']['source'] == f'sklearn.datasets.load_{name}'
+  assert report['settings']['problem'] == 'classification'
+  # The stratified split of the labels, the features standardised on the
+  # training half only.
+  train, test = sweep.stratified_split(loaded.target, 0.5, seed=0)
+  data = spied[0]['data']
+  np.testing.assert_array_equal(data['y'], loaded.target[train])
+  np.testing.assert_array_equal(spied[0]['test']['y'], loaded.target[test])
+  np.testing.assert_allclose(data['x'], sweep.standardize(loaded.data[train])[0], rtol=1e-6)
+  assert 'held-out test accuracy' in out
+  assert 0.0 <= report['refit']['test_accuracy'] <= 1.0
+
+
+def test_diabetes_is_a_regression_scored_by_sklearns_r2(tmp_path, capsys, spied):
+  from sklearn import datasets as sk
+  from sklearn.metrics import r2_score
+
+  x, y = sk.load_diabetes(return_X_y=True)
+  report, out = _sweep(tmp_path, capsys, '--data', 'diabetes', '--rates', '1e-1', *CHEAP)
+  assert report['settings']['problem'] == 'regression'
+  assert report['settings']['metric'] == 'val_loss'
+  call = spied[0]
+  # A shuffled split; the targets standardised with the training statistics.
+  train, test = sweep.shuffled_split(len(y), 0.5, seed=0)
+  mean, std = y[train].mean(), y[train].std()
+  np.testing.assert_allclose(call['data']['y'] * std + mean, y[train], rtol=1e-5)
+  np.testing.assert_allclose(call['test']['y'] * std + mean, y[test], rtol=1e-5)
+  # The reported test R^2 is scikit-learn's of the refit's predictions, in
+  # the standardised units and in the original ones alike.
+  refit = call['found'].refit
+  params = {'params': jax_first(refit.params)}
+  model = sweep.MLP(hidden=(8,), outputs=1)
+  pred = np.asarray(model.apply(params, call['test']['x']))[:, 0]
+  expected = r2_score(call['test']['y'], pred)
+  np.testing.assert_allclose(report['refit']['test_r2'], expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(r2_score(y[test], pred * std + mean), expected, rtol=1e-4, atol=1e-5)
+  assert f'held-out test R² {expected:.4f}' in out
+
+
+def jax_first(tree):
+  """The first seed's parameters of a refit (stacked over seeds)."""
+  import jax
+
+  return jax.tree.map(lambda a: a[0], tree)
+
+
+def test_text_is_a_language_model_on_the_corpus_in_order(tmp_path, capsys, spied):
+  report, out = _sweep(
+      tmp_path, capsys, '--data', 'text', '--rates', '1', '--epochs', '1', '--folds', '2',
+      '--hidden', '8', '--batch-size', '64', '--quiet', '--devices', '1',
+  )
+  tokens = datasets.text().data['tokens']
+  call = spied[0]
+  train, test = sweep.contiguous_split(len(tokens), 0.2)
+  # The end of the corpus held out, the rest in order; folds contiguous.
+  np.testing.assert_array_equal(call['data']['tokens'], tokens[train])
+  np.testing.assert_array_equal(call['test']['tokens'], tokens[test])
+  assert call['task'].folds == 'contiguous'
+  np.testing.assert_array_equal(call['found'].result.fold_ids, sweep.contiguous_folds(len(train), 2))
+  refit = report['refit']
+  assert refit['test_perplexity'] == pytest.approx(math.exp(refit['test_loss']), rel=1e-9)
+  row = report['table'][0]
+  assert row['val_perplexity'] == pytest.approx(math.exp(row['val_loss']), rel=1e-9)
+  assert report['data']['tokens_per_row'] == 33 and report['data']['vocabulary'] == datasets.VOCAB
+  assert f'held-out test perplexity {refit["test_perplexity"]:.4f}' in out
+
+
+def test_choosing_text_by_perplexity_is_choosing_by_the_loss(tmp_path, capsys):
+  args = ['--data', 'text', '--rates', '1,10', '--epochs', '1', '--folds', '2', '--hidden', '8',
+          '--batch-size', '64', '--quiet', '--devices', '1']
+  by_loss, _ = _sweep(tmp_path / 'a', capsys, *args)
+  by_perplexity, _ = _sweep(tmp_path / 'b', capsys, *args, '--criterion', 'perplexity')
+  assert by_perplexity['settings']['metric'] == by_loss['settings']['metric'] == 'val_loss'
+  assert by_perplexity['choice']['point'] == by_loss['choice']['point']
+
+
+def _refused(status, capsys, expected):
+  captured = capsys.readouterr()
+  assert status == 2
+  lines = captured.err.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('wdax: error: '), captured.err
+  assert expected in lines[0], lines[0]
+
+
+BAD = {
+    'accuracy of a regression': (
+        ['--data', 'diabetes', '--criterion', 'accuracy'],
+        '--criterion accuracy: --data diabetes is a regression problem; choose from loss, r2',
+    ),
+    'r2 of classes': (
+        ['--data', 'wine', '--criterion', 'r2'],
+        '--criterion r2: --data wine is a classification problem; choose from loss, accuracy',
+    ),
+    'r2 of text': (
+        ['--data', 'text', '--criterion', 'r2'],
+        '--criterion r2: --data text is a language problem; choose from loss, perplexity, accuracy',
+    ),
+    'perplexity of a file': (
+        ['--data', 'x.npz', '--criterion', 'perplexity'],
+        '--criterion perplexity: a data file (classes) is a classification problem',
+    ),
+    'a transformer width': (
+        ['--data', 'text', '--hidden', '30'],
+        "--hidden 30: for --data text, the transformer's width: one value, divisible by 4",
+    ),
+    'two transformer widths': (['--data', 'text', '--hidden', '8,8'], '--hidden 8,8: for --data text'),
+    'folds past the regression': (
+        ['--data', 'diabetes', '--folds', '300'],
+        'sklearn.datasets.load_diabetes: 221 training examples, fewer than --folds 300',
+    ),
+    'folds past the text': (
+        ['--data', 'text', '--folds', '1000'],
+        ': 397 training rows of 33 tokens, fewer than --folds 1000',
+    ),
+    'a name near a built-in one': (['--data', 'Digits'], '--data Digits: no such file'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_bad_input_of_the_data_sets_is_one_line(case, tmp_path, capsys):
+  args, expected = BAD[case]
+  out = tmp_path / 'out'
+  _refused(cli.main(['sweep', *args, '--out', str(out), '--quiet', '--devices', '1']), capsys, expected)
+  assert not out.exists()
+
+
+def test_help_lists_the_data_sets_and_the_kinds(capsys):
+  assert cli.main(['sweep', '--help']) == 0
+  text = capsys.readouterr().out
+  for name in datasets.NAMES:
+    assert f'\n  {name} ' in text, name
+  for kind in sweep.KINDS:
+    assert kind in text
+  for option in ('--kind', '--lr', '--dropout', '--prune', '--criterion'):
+    assert option in text
