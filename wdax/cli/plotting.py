@@ -113,7 +113,10 @@ def _curves(fig, results: dict[str, Any]) -> None:
   ax, ax_diff = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
   kinds = results['settings']['kinds']
   rows_of = {k: [r for r in results['table'] if r['kind'] == k] for k in kinds}
-  positive = sorted({r['rate'] for r in results['table'] if r['rate'] > 0})
+  # The rates drawn: above 0, and not diverged at every training.
+  positive = sorted({
+      r['rate'] for r in results['table'] if r['rate'] > 0 and math.isfinite(_value(r, metric)[0])
+  })
   bases = []
   for k in kinds:
     base = next(r for r in rows_of[k] if r['rate'] == 0)
