@@ -14,6 +14,8 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+from decay_trees import params as _params
+from decay_trees import updates as _updates
 from flax import nnx
 from hypothesis import given
 from hypothesis import settings
@@ -24,27 +26,6 @@ from wdax import masks
 from wdax.decay import TowardState
 
 _normal = st.floats(-4, 4, width=32, allow_subnormal=False)
-
-
-def _params(dtype=jnp.float32):
-  k = jax.random.split(jax.random.key(0), 3)
-  return {
-      'Dense_0': {
-          'kernel': jax.random.normal(k[0], (4, 3), dtype),
-          'bias': jax.random.normal(k[1], (3,), dtype),
-      },
-      'LayerNorm_0': {'scale': 1 + jax.random.normal(k[2], (3,), dtype)},
-      'step': jnp.array(3, jnp.int32),
-  }
-
-
-def _updates(params, i=0):
-  def leaf(p):
-    if p.dtype == jnp.int32:
-      return jnp.zeros_like(p)
-    return (0.3 * jnp.sin(5 * p.astype(jnp.float32) + i)).astype(p.dtype)
-
-  return jax.tree.map(leaf, params)
 
 
 @pytest.mark.parametrize('lr', [None, 0.5])
@@ -191,7 +172,6 @@ def test_toward_mask_must_select_the_same_leaves():
   state = tx.init(params)
   with pytest.raises(ValueError, match="'a' is decayed now but was not"):
     tx.update(params, state, params)
-
 
 
 def test_bfloat16_reference_values_are_bfloat16():

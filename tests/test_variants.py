@@ -8,33 +8,14 @@ import numpy as np
 import optax
 import pytest
 from absl.testing import parameterized
+from decay_trees import params as _params
+from decay_trees import updates as _updates
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
 import wdax
 from wdax import masks
-
-
-def _params(dtype=jnp.float32):
-  k = jax.random.split(jax.random.key(0), 3)
-  return {
-      'Dense_0': {
-          'kernel': jax.random.normal(k[0], (4, 3), dtype),
-          'bias': jax.random.normal(k[1], (3,), dtype),
-      },
-      'LayerNorm_0': {'scale': 1 + jax.random.normal(k[2], (3,), dtype)},
-      'step': jnp.array(3, jnp.int32),
-  }
-
-
-def _updates(params, i=0):
-  def leaf(p):
-    if p.dtype == jnp.int32:
-      return jnp.zeros_like(p)
-    return (0.3 * jnp.sin(5 * p.astype(jnp.float32) + i)).astype(p.dtype)
-
-  return jax.tree.map(leaf, params)
 
 
 def _mask_forms():
