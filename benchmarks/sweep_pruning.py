@@ -64,6 +64,7 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument('--also-full', action='store_true', help='--speed also times the unpruned select in the same process (it shares compiled programs with the pruned one, so whichever runs second is partly warm)')
   p.add_argument('--warm', action='store_true', help='--speed then times every method a second time in the same process (compiled code cached)')
   p.add_argument('--runs', type=int, default=1, help='fresh processes for --speed (default 1)')
+  p.add_argument('--cache', default=None, metavar='DIR', help="--speed: every process keeps JAX's compiled programs in DIR (the persistent compilation cache, as `wdax sweep` does); empty it first to time the first run without it")
   p.add_argument('--out', default=None, help='write the figures as JSON here')
   p.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
   p.add_argument('--json', default=None, help=argparse.SUPPRESS)
@@ -175,6 +176,11 @@ def fidelity_tables(out: dict, candidates) -> list[str]:
 
 
 def speed_once(args) -> dict:
+  if args.cache:
+    import jax
+
+    jax.config.update('jax_compilation_cache_dir', args.cache)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   data = load('digits')
   x_train, x_test, y_train, y_test = data
   grid = rates(args)

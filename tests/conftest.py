@@ -1,4 +1,4 @@
-"""Strict numerics for every test.
+"""Strict numerics for every test, and no compilation cache.
 
 Rank promotion raises everywhere. Strict dtype promotion cannot be global:
 optax's own Adam mixes its int32 step count with Python floats, which strict
@@ -6,10 +6,16 @@ mode rejects. Tests of wdax's own code use the ``strict_dtypes`` fixture, which
 turns it on around the test body.
 """
 
+import os
+
 import jax
 import pytest
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
+# `wdax sweep` keeps compiled programs in the user's cache folder by
+# default; the tests, and the command lines they start, keep none unless a
+# test asks for a folder of its own (tests/test_cli_cache.py).
+os.environ['WDAX_CACHE'] = ''
 
 
 @pytest.fixture

@@ -206,9 +206,10 @@ def _flag_value(draw, flag, value):
 @settings(max_examples=200, **_SETTINGS)
 @given(data=st.data())
 def test_one_bad_option_is_refused_by_name(data, data_file):
-  flag = data.draw(st.sampled_from([*BAD, '--data', '--out']), label='flag')
+  flag = data.draw(st.sampled_from([*BAD, '--data', '--out', '--cache']), label='flag')
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, 'out')
+    cache = os.path.join(tmp, 'cache')
     if flag == '--data':
       folder = os.path.join(tmp, 'folder.npz')
       os.mkdir(folder)
@@ -217,8 +218,8 @@ def test_one_bad_option_is_refused_by_name(data, data_file):
           os.path.join(tmp, 'missing.npz'), folder, data_file[:-4] + '.txt', '',
           data_file + '\0', 'Digits', 'iris', ' text', 'wine.csv',
       ]), label='value')
-    elif flag == '--out':
-      value = data.draw(_bad_out(out), label='value')
+    elif flag in ('--out', '--cache'):
+      value = data.draw(_bad_out(out if flag == '--out' else cache), label='value')
     else:
       value = data.draw(st.sampled_from(BAD[flag]), label='value')
     options = {'--data': data_file, '--out': out, **CHEAP, flag: value}
@@ -226,6 +227,7 @@ def test_one_bad_option_is_refused_by_name(data, data_file):
     for name, v in options.items():
       argv += _flag_value(data.draw, name, v)
     assert _check(argv, out, names=[flag]) is not None
+    assert not os.path.exists(cache)
 
 
 # --- options combined -------------------------------------------------------

@@ -17,8 +17,10 @@ The modules: :mod:`~wdax.cli.parsing` reads the options,
 :mod:`~wdax.cli.loading` the data, :mod:`~wdax.cli.problems` picks the
 split, model and task of each kind of data, :mod:`~wdax.cli.running` runs the
 jobs, :mod:`~wdax.cli.summary` reads the sweep's results as plain data,
-:mod:`~wdax.cli.rendering` prints and writes them and
-:mod:`~wdax.cli.plotting` draws them.
+:mod:`~wdax.cli.rendering` prints and writes them,
+:mod:`~wdax.cli.plotting` draws them, :mod:`~wdax.cli.folders` checks the
+folders written in and :mod:`~wdax.cli.caching` keeps compiled programs for
+the next run.
 """
 
 from __future__ import annotations

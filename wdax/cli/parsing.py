@@ -244,6 +244,8 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
   sweep.add_argument('--seed', type=_seed, default=0, help=f'seed of the split and the folds, 0 to {SEED_MAX} (default 0)')
   sweep.add_argument('--devices', type=_positive_int, default=None, help='devices to shard the configurations over; more than are available is refused (default: all; on CPU one per core, at most 8, and never more than the cores)')
   sweep.add_argument('--chunk-size', type=_positive_int, default=None, help='configurations per compiled chunk (default: from a memory estimate)')
+  sweep.add_argument('--cache', default=None, metavar='DIR', help="keep XLA's compiled programs in DIR, so that a later run of the same shapes loads them (default $WDAX_CACHE, else $XDG_CACHE_HOME/wdax or ~/.cache/wdax; a folder set for JAX itself is kept)")
+  sweep.add_argument('--no-cache', action='store_true', help='compile every program, and keep none')
   sweep.add_argument('--out', default=DEFAULT_OUT, metavar='DIR', help=f'where results.json and sweep.png go (default {DEFAULT_OUT})')
   sweep.add_argument('--quiet', action='store_true', help='no progress bar')
 
@@ -299,6 +301,8 @@ def _sweep(args: argparse.Namespace, kinds: Sequence[str]) -> None:
           f'--hidden {",".join(map(str, args.hidden))}: for --data text, the '
           f"transformer's width: one value, divisible by 4 (its heads), at most {MAX_WIDTH}"
       )
+  if args.cache is not None and args.no_cache:
+    raise BadInput('--cache and --no-cache: give one of them')
   if args.prune is not None and args.prune[0] > args.epochs:
     raise BadInput(
         f'--prune {args.prune[0]}:{args.prune[1]}: the first rung ({args.prune[0]} '

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from typing import Any
 
+from wdax.cli import folders
 from wdax.cli.errors import BadInput
 
 
@@ -345,39 +346,6 @@ def print_choice(args, report: dict[str, Any], refit_seconds: float, about: dict
   )
 
 
-def _nearest_folder(path: str) -> str:
-  """The closest ancestor of ``path`` (or ``path`` itself) that exists."""
-  path = os.path.abspath(path)
-  while not os.path.exists(path):
-    path = os.path.dirname(path)
-  return path
-
-
-def check_out(out: str) -> None:
-  """Refuses an ``--out`` that cannot become a folder of results.
-
-  It creates nothing under ``out``: writing is tried in a folder made and
-  removed at once in the closest existing ancestor.
-  """
-  if not out:
-    raise BadInput('--out: give a folder')
-  if '\0' in out:
-    raise BadInput(f'--out {out!r}: a path cannot hold a NUL character')
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise BadInput(f'--out {out}: exists and is not a folder')
-  parent = _nearest_folder(out)
-  if not os.path.isdir(parent):
-    raise BadInput(f'--out {out}: {parent} is not a folder')
-  longest = os.pathconf(parent, 'PC_NAME_MAX') if hasattr(os, 'pathconf') else 255
-  for name in os.path.abspath(out).split(os.sep):
-    if len(os.fsencode(name)) > longest:
-      raise BadInput(f'--out {out}: a name in it is longer than {longest} bytes')
-  try:
-    os.rmdir(tempfile.mkdtemp(prefix='.wdax-', dir=parent))
-  except OSError as e:
-    raise BadInput(f'--out {out}: cannot write in {parent} ({e.strerror or e})') from None
-
-
 def _finite(value: Any) -> Any:
   """``value`` with NaN and infinities as ``None``: JSON has no such numbers."""
   if isinstance(value, float):
@@ -400,9 +368,9 @@ def write(out: str, report: dict[str, Any], args) -> None:
   from wdax.cli import plotting
 
   del args
-  check_out(out)
+  folders.check('--out', out)
   try:
-    staging = tempfile.mkdtemp(prefix='.wdax-', dir=_nearest_folder(out))
+    staging = tempfile.mkdtemp(prefix='.wdax-', dir=folders.nearest(out))
     try:
       with open(os.path.join(staging, 'results.json'), 'w') as f:
         json.dump(_finite(report), f, indent=1, allow_nan=False)

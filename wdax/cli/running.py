@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+from wdax.cli import caching
+from wdax.cli import folders
 from wdax.cli import loading
 from wdax.cli import problems
 from wdax.cli import rendering
@@ -180,7 +182,8 @@ def _warn_diverged(report: dict[str, Any]) -> None:
 
 def sweep(args) -> int:
   """``wdax sweep``: returns the exit status."""
-  rendering.check_out(args.out)
+  folders.check('--out', args.out)
+  caching.check(args)
   _ask_for_devices(args.devices)
 
   devices = _devices(args.devices)
@@ -204,6 +207,9 @@ def sweep(args) -> int:
   )
   times = {'start': time.perf_counter(), 'sweep': 0.0, 'refit': 0.0}
 
+  # Everything is checked: from here on, programs are compiled (or loaded).
+  cache = caching.enable(args)
+  loaded = caching.Loaded()
   with rendering.Progress(args.quiet) as bar:
 
     def progress(description, waiting):
@@ -227,7 +233,7 @@ def sweep(args) -> int:
   print(
       f'{trainings} trainings in {len(args.kind)} x {first["chunks"]} chunk(s) of '
       f'{first["chunk_size"]} on {first["devices"]} {devices[0].platform} '
-      f'device(s): {times["sweep"]:.1f} s (compilation included)'
+      f'device(s): {times["sweep"]:.1f} s ({loaded.describe(cache)})'
   )
   report['run'] = {
       **first, 'sweep_seconds': round(times['sweep'], 3), 'refit_seconds': round(times['refit'], 3),
