@@ -49,7 +49,7 @@ def test_lists_and_prune_are_read():
   # One learning rate is no sweep: it goes with any --dropout list.
   args = _parse('--lr', '1e-2', '--dropout', '0.5,0')
   assert args.dropout == [0.5, 0.0] and args.lr == [1e-2]
-  assert _parse('--prune', '3').prune == (3, 3)
+  assert _parse('--prune', '3').prune == (3, 2)
 
 
 BAD = {
@@ -68,7 +68,7 @@ BAD = {
     'three parts': (['--prune', '1:2:3'], "argument --prune: '1:2:3': expected MIN_EPOCHS or MIN_EPOCHS:FACTOR"),
     'a first rung past the epochs': (
         ['--prune', '30', '--epochs', '20'],
-        '--prune 30:3: the first rung (30 epochs) must end by the last epoch (--epochs 20)',
+        '--prune 30:2: the first rung (30 epochs) must end by the last epoch (--epochs 20)',
     ),
 }
 

@@ -181,7 +181,7 @@ def test_a_pruned_sweep_keeps_no_decay_and_marks_the_pruned_points(tmp_path, cap
       tmp_path, capsys, '--rates', '1e-3,1e-2,1e-1,1,10', '--prune', '1:2', '--folds', '2',
       '--epochs', '4', '--hidden', '16', '--batch-size', '32', '--quiet', '--devices', '1',
   )
-  assert report['settings']['prune'] == {'min_epochs': 1, 'reduction_factor': 2, 'keep': {'rate': 0.0}}
+  assert report['settings']['prune'] == {'min_epochs': 1, 'reduction_factor': 2, 'keep': {'rate': 0.0}, 'one_se': 'rate'}
   assert report['settings']['rungs'] == [1, 2, 4]
   rows = report['table']
   assert rows[0]['rate'] == 0.0 and rows[0]['rung'] == 2 and not rows[0]['pruned']

@@ -121,6 +121,50 @@ def test_survivors_by_hand():
   np.testing.assert_array_equal(pruning.survivors(tied, np.zeros((3, 2)), 2), [0, 1])
 
 
+def test_survivors_by_the_one_standard_error_rule_by_hand():
+  val = np.array([[0.30, 0.34], [0.33, 0.34], [0.36, 0.36], [0.33, 0.33], [0.50, np.nan]])
+  rates = np.array([0.0, 1.0, 10.0, 0.1, 100.0])
+  train = np.zeros_like(val)
+  # Means 0.32, 0.335, 0.36, 0.33, diverged. The best, point 0, has the
+  # standard error std([0.30, 0.34], ddof=1) / sqrt(2) = 0.02: points 1 and
+  # 3 are within it, point 2 is not, and a diverged point never is.
+  for keep, expected in [(1, [0]), (2, [0, 1]), (3, [0, 1, 3]), (4, [0, 1, 2, 3]), (5, [0, 1, 2, 3, 4])]:
+    np.testing.assert_array_equal(pruning.survivors(val, train, keep, prefer=rates), expected)
+  # By the mean alone, point 3 is second.
+  np.testing.assert_array_equal(pruning.survivors(val, train, 2), [0, 3])
+  # The best is spared: the window is still its, and the best of the others,
+  # point 3, goes on before the larger rate within it.
+  spared = np.array([True, False, False, False, False])
+  np.testing.assert_array_equal(pruning.survivors(val, train, 1, spared, rates), [0, 3])
+  np.testing.assert_array_equal(pruning.survivors(val, train, 2, spared, rates), [0, 1, 3])
+  # One training a point has no standard error: only equal means tie.
+  np.testing.assert_array_equal(pruning.survivors(val[:, :1], train[:, :1], 2, prefer=rates), [0, 1])
+  np.testing.assert_array_equal(
+      pruning.survivors(np.array([[0.3], [0.3], [0.4]]), np.zeros((3, 1)), 2, prefer=np.array([0.0, 2.0, 9.0])),
+      [0, 1],
+  )
+
+
+@pytest.mark.parametrize(
+    ('one_se', 'held'), [(None, None), (False, None), (True, 'rate'), ('dropout', 'dropout')]
+)
+def test_one_se_is_held_as_a_name(one_se, held):
+  assert sweep.Halving(2, one_se=one_se).one_se == held
+
+
+@pytest.mark.parametrize('one_se', ['', 3, ('rate',)])
+def test_a_bad_one_se_is_named(one_se):
+  with pytest.raises(ValueError, match='one_se must be None, True'):
+    sweep.Halving(2, one_se=one_se)
+
+
+def test_one_se_is_checked_against_the_space():
+  task = sweep.classifier(sweep.MLP(hidden=(4,), outputs=3))
+  with pytest.raises(ValueError, match="prune: one_se names 'lr', which the space lacks; it has 'rate'"):
+    sweep.grid(task, _classes(), {'rate': [0.0, 0.1]}, optimizer=sweep.kind('adamw'), epochs=2,
+               folds=2, batch_size=8, prune=sweep.Halving(1, one_se='lr'))
+
+
 # --- pruned grids -----------------------------------------------------------------
 
 
@@ -189,6 +233,42 @@ def test_survivors_equal_the_unpruned_grid(full_and_pruned):
       assert np.isnan(pruned.curves[name][p][..., ~trained]).all()
   last = int(np.flatnonzero(pruned.finished)[0])
   assert pruned.best() == full.points[last]
+
+
+def test_the_one_standard_error_rule_against_the_unpruned_grid(full_and_pruned):
+  full, _, _ = full_and_pruned
+  task = sweep.classifier(_NormedDropout())
+  pruned = sweep.grid(task, _classes(), SPACE, prune=sweep.Halving(1, 2, one_se='rate'), **SETTINGS)
+  # Rungs at 1, 2, 4, 8, 9 epochs; 9 points, then 5, 3, 2, 1. The expected
+  # survivors, from the unpruned curves, written as the rule reads: the best,
+  # then the largest rates within one standard error of it, then by mean.
+  np.testing.assert_array_equal(pruned.rungs, [1, 2, 4, 8, 9])
+  rates = np.array([p['rate'] for p in full.points])
+
+  def rungs_reached(one_se):
+    alive, reached = list(range(9)), np.zeros(9, int)
+    for r, (end, keep) in enumerate([(1, 5), (2, 3), (4, 2), (8, 1)]):
+      at = int(np.flatnonzero(full.epochs == end)[0])
+      losses = {p: full.curves['val_loss'][p, :, :, at].ravel() for p in alive}
+      means = {p: float(np.mean(v)) for p, v in losses.items()}
+      best = min(alive, key=lambda p: (means[p], p))
+      window = means[best] + np.std(losses[best], ddof=1) / np.sqrt(losses[best].size)
+      within = sorted((p for p in alive if p != best and means[p] <= window and one_se),
+                      key=lambda p: (-rates[p], means[p], p))
+      rest = sorted((p for p in alive if p != best and p not in within), key=lambda p: (means[p], p))
+      alive = sorted(([best] + within + rest)[:keep])
+      reached[alive] = r + 1
+    return reached
+
+  np.testing.assert_array_equal(pruned.rung, rungs_reached(True))
+  # The rule matters here: by the mean alone, other points would go on.
+  assert not np.array_equal(rungs_reached(True), rungs_reached(False))
+  for p in range(9):
+    trained = pruned.epochs <= pruned.epochs_trained[p]
+    np.testing.assert_allclose(
+        pruned.curves['val_loss'][p][..., trained], full.curves['val_loss'][p][..., trained],
+        rtol=1e-6, atol=1e-7,
+    )
 
 
 def test_configuration_epochs_and_calls_by_hand(full_and_pruned):

@@ -164,7 +164,10 @@ def results(args, about: dict[str, Any], report: dict[str, Any]) -> dict[str, An
     }
   prune = None
   if args.prune is not None:
-    prune = {'min_epochs': args.prune[0], 'reduction_factor': args.prune[1], 'keep': {'rate': 0.0}}
+    prune = {
+        'min_epochs': args.prune[0], 'reduction_factor': args.prune[1], 'keep': {'rate': 0.0},
+        'one_se': 'rate',
+    }
   return {
       **_versions(),
       'command': ['wdax', *args.argv],

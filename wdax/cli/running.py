@@ -109,8 +109,10 @@ def _select(args, kind: str, task, split, space, devices, progress):
   metric, mode = problems.metric(args)
   prune = None
   if args.prune is not None:
-    # No decay is never pruned: it stays the baseline at every rung.
-    prune = sweep.Halving(args.prune[0], args.prune[1], keep=_summary.BASELINE)
+    # No decay is never pruned: it stays the baseline at every rung. The
+    # one-standard-error rule keeps the strongest decay that a rung cannot
+    # tell from its best: decay's benefit shows late.
+    prune = sweep.Halving(args.prune[0], args.prune[1], keep=_summary.BASELINE, one_se='rate')
   return sweep.select(
       task,
       split.train,

@@ -186,6 +186,8 @@ def _check(fn, task, data, space, optimizer, given, test, choice) -> _Prepared:
   _check_batches(job, train, where)
   if settings.prune is not None and settings.prune.keep:
     _check_keep(settings.prune, space)
+  if settings.prune is not None and settings.prune.one_se is not None:
+    _check_one_se(settings.prune, space)
   if choice is not None:
     names = ('loss', *job.metrics)
     metrics = tuple(f'{side}_{m}' for side in ('train', 'val') for m in names)
@@ -206,6 +208,14 @@ def _check_keep(halving: Halving, space: Space) -> None:
     )
   if not halving.kept(space.points()).any():
     raise ValueError(f'prune: no point of the space has the values keep={dict(halving.keep)!r}.')
+
+
+def _check_one_se(halving: Halving, space: Space) -> None:
+  if halving.one_se not in space.names:
+    raise ValueError(
+        f'prune: one_se names {halving.one_se!r}, which the space lacks; it has '
+        f'{", ".join(map(repr, space.names))}.'
+    )
 
 
 def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None:
@@ -268,12 +278,15 @@ def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> engin
   spared = halving.kept(space.points())
   kept = int(spared.sum())
   sizes = halving.points(len(space), epochs, kept)
+  prefer = None if halving.one_se is None else space.columns()[halving.one_se]
 
   def advance(r: int, alive: np.ndarray, metrics: np.ndarray) -> np.ndarray:
     groups = alive.reshape(-1, trainings)
+    points = groups[:, 0] // trainings
     loss = metrics[:, :, 0].reshape(len(groups), trainings, 2)
     going = pruning.survivors(
-        loss[..., 1], loss[..., 0], sizes[r + 1] - kept, spared[groups[:, 0] // trainings]
+        loss[..., 1], loss[..., 0], sizes[r + 1] - kept, spared[points],
+        None if prefer is None else prefer[points],
     )
     return groups[going].ravel()
 
@@ -337,7 +350,11 @@ def grid(
   it, and ``result.configuration_epochs`` counts the epochs trained.
   ``Halving(..., keep={'rate': 0.0})`` spares the points without decay:
   they train every epoch, so :meth:`Result.difference` compares every
-  point with its baseline at the point's last rung.
+  point with its baseline at the point's last rung. Judged early, a
+  regulariser looks worse than it ends: ``Halving(..., one_se='rate')``
+  lets the largest rates within one standard error of a rung's best go on
+  after it, which chose the full grid's rate far more often on the built-in
+  data sets (``benchmarks/RESULTS.md``).
 
   Args:
     task: a :class:`Task`, e.g. :func:`classifier` of a model.
