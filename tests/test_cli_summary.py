@@ -221,3 +221,29 @@ def test_results_json_holds_what_it_takes_to_rerun(tmp_path, capsys):
                 'train_loss', 'train_loss_se', 'rung', 'epochs_trained', 'pruned', 'vs_baseline'):
       assert key in row, key
     assert set(row['vs_baseline']) == {'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'}
+
+
+def test_the_difference_axis_ticks_0_and_the_decades_past_its_linear_part():
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  from wdax.cli import plotting
+
+  # The choice differs from no decay by -0.0075 +- 0.002, the worst rate by
+  # +0.39: a symmetric-log axis, linear within 0.0095 of 0.
+  diffs = [(-0.0075, 0.002), (0.02, 0.002), (0.39, 0.01), (-0.0001, 0.0001)]
+  table = [{'rate': r, 'kind': 'adamw', 'vs_baseline': {'val_loss': {'mean': m, 'se': s}}}
+           for r, (m, s) in zip([0.25, 1.0, 10.0, 1e-3], diffs)]
+  results = {'table': table, 'choice': {'rate': 0.25, 'kind': 'adamw', 'point': {'rate': 0.25}}}
+  fig, ax = plt.subplots()
+  ax.plot([1, 2], [-0.02, 0.39])  # the points and their error bars
+  plotting._fit_differences(ax, results, 'val_loss')
+  assert ax.get_yscale() == 'symlog'
+  low, high = ax.get_ylim()
+  # 10^-3 would fall inside the linear part, on top of 0's label.
+  expected = [t for t in (-0.1, -0.01, 0.0, 0.01, 0.1) if low <= t <= high]
+  np.testing.assert_allclose(ax.get_yticks(), expected)
+  assert 0.1 in expected and -0.01 in expected
+  plt.close(fig)

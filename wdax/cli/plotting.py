@@ -193,6 +193,13 @@ def _fit_differences(ax, results: dict[str, Any], metric: str) -> None:
   small = abs(d[0]) + (d[1] if np.isfinite(d[1]) else 0.0)
   if np.isfinite(largest) and small > 0 and largest > 20 * small:
     ax.set_yscale('symlog', linthresh=small)
+    # Ticks at 0 and the decades past the linear part only: the decades
+    # inside it would sit on top of 0's label.
+    low, high = ax.get_ylim()
+    decades = range(math.ceil(math.log10(small)), math.floor(math.log10(max(-low, high))) + 1)
+    ticks = [0.0, *(sign * 10.0**k for k in decades for sign in (-1, 1))]
+    ax.set_yticks(sorted(t for t in ticks if low <= t <= high))
+    ax.set_ylim(low, high)
 
 
 def _row_index(results: dict[str, Any], choice: dict[str, Any]) -> int:
