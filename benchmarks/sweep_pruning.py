@@ -1,29 +1,35 @@
 """How faithful and how fast is a pruned sweep (``prune=sweep.Halving``)?
 
-Two measurements:
+Three measurements:
 
-* fidelity: on scikit-learn's digits, breast_cancer and wine (held out as
-  ``wdax sweep`` does: ``sweep.stratified_split`` half, ``sweep.standardize``),
-  for each fold assignment (``fold_seed``) the full grid of decay rates (0 and
-  log-spaced rates, MLP, ``adamw`` with the Flax mask) and each candidate
-  ``Halving(min_epochs, reduction_factor)`` choose a rate by mean validation
-  loss. Per candidate: how often it chooses the full grid's rate, the rank of
-  its choice in the full grid, the held-out test accuracy of its choice's
-  refit against the full choice's (difference, mean and spread over the
-  assignments), and its configuration-epochs as a fraction of the full
-  grid's;
+* fidelity: for each built-in data set, set up as ``wdax sweep --data NAME``
+  sets it up (split, model, task, epochs, learning rate, rates with 0), and
+  each fold assignment (``fold_seed``), the full grid is trained once and
+  evaluated after every epoch. A pruned grid's points train exactly as the
+  full grid's (``tests/test_sweep_pruning.py``), so each candidate
+  ``Halving(min_epochs, reduction_factor, one_se=...)`` is replayed from the
+  full curves with ``pruning.survivors``, the function the sweep calls: its
+  choice, the rank of its choice in the full grid, its configuration-epochs,
+  and the held-out test metric of its choice's refit minus the full
+  choice's (each rate is refit once per data set). One candidate
+  (``--check``) is also run for real in every assignment, and must choose
+  and prune as replayed;
+* horizon: the rank, epoch by epoch, of the full grid's choice among the
+  points, by mean validation loss: when a rung could first see it;
 * speed: the default job (digits, ``sweep.select`` with refit and test)
-  pruned with ``--prune``, against the per-step loop and the ``lax.scan`` loop
-  of ``baselines.py`` over the full grid (what a user writes), and the
-  unpruned ``select``. Every method runs cold (compilation included) in one
-  fresh process per run, the order rotated from run to run; wall and process
-  CPU seconds.
+  pruned with ``--prune`` and the one-standard-error rule, against the
+  per-step loop and the ``lax.scan`` loop of ``baselines.py`` over the full
+  grid (what a user writes), and the unpruned ``select``. Every method runs
+  cold (compilation included) in one fresh process per run, the order
+  rotated from run to run; wall and process CPU seconds. With ``--cache
+  DIR`` every process keeps its compiled programs in JAX's persistent cache
+  (as ``wdax sweep`` does), so the runs after the first load them.
 
 Usage::
 
-  python benchmarks/sweep_pruning.py --fidelity
+  python benchmarks/sweep_pruning.py --fidelity --horizon
   python benchmarks/sweep_pruning.py --speed --runs 3 --prune 4,2
-  python benchmarks/sweep_pruning.py --quick --fidelity --speed
+  python benchmarks/sweep_pruning.py --quick --fidelity --horizon --speed
 
 ``--devices N`` asks XLA for N host devices before JAX starts (default: one
 per core, as ``wdax sweep``); the loops run on the first.
@@ -39,27 +45,43 @@ import sys
 
 import timing
 
+RULES = ('mean', 'one_se')
+
+
+def _candidate(text: str) -> tuple[int, int, str]:
+  """``r,eta`` or ``r,eta,rule``; the rule is ``mean`` or ``one_se``."""
+  parts = text.split(',')
+  rule = parts[2] if len(parts) == 3 else 'one_se'
+  if len(parts) not in (2, 3) or rule not in RULES:
+    raise argparse.ArgumentTypeError(f'{text!r}: expected R,ETA or R,ETA,RULE with RULE in {RULES}')
+  return int(parts[0]), int(parts[1]), rule
+
 
 def _halving(text: str) -> tuple[int, int]:
   r, eta = text.split(',')
   return int(r), int(eta)
 
 
+DEFAULT_CANDIDATES = [(r, eta, rule) for r, eta in [(2, 3), (3, 2), (4, 2), (4, 3), (5, 3), (5, 2)] for rule in RULES]
+
+
 def _parse(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--fidelity', action='store_true', help='measure the pruned choices against the full grid')
+  p.add_argument('--fidelity', action='store_true', help='replay pruned choices against the full grid')
+  p.add_argument('--horizon', action='store_true', help="the full choice's rank, epoch by epoch")
   p.add_argument('--speed', action='store_true', help='time the pruned default job against the loops')
-  p.add_argument('--quick', action='store_true', help='a smoke run: 4 rates plus 0, 3 folds, 4 epochs, Halving(1, 2); fidelity on wine with 2 fold seeds, speed on digits')
-  p.add_argument('--datasets', default='digits,breast_cancer,wine', help='comma-separated (default all three)')
-  p.add_argument('--fold-seeds', type=int, default=5, help='fold assignments 0..N-1 (default 5)')
-  p.add_argument('--candidates', type=_halving, nargs='+', default=[(2, 3), (3, 2), (4, 2), (4, 3), (5, 3), (5, 2)], help='Halving settings as r,eta')
-  p.add_argument('--prune', type=_halving, default=(4, 2), help='the setting timed by --speed (default 4,2)')
-  p.add_argument('--rates', type=int, default=16, help='log-spaced rates from 1e-3 to 10, plus 0 (default 16)')
+  p.add_argument('--quick', action='store_true', help='a smoke run: wine, 2 fold assignments, 4 epochs, 4 rates plus 0; speed on digits likewise')
+  p.add_argument('--datasets', default='digits,breast_cancer,wine,diabetes', help='built-in data sets, comma-separated (default the four tables and images)')
+  p.add_argument('--fold-seeds', type=int, default=10, help='fold assignments 0..N-1 (default 10)')
+  p.add_argument('--candidates', type=_candidate, nargs='+', default=DEFAULT_CANDIDATES, help='Halving settings as R,ETA[,RULE], RULE mean or one_se (default one_se)')
+  p.add_argument('--check', type=_candidate, default=(4, 2, 'one_se'), help='the candidate also run for real (default 4,2,one_se)')
+  p.add_argument('--prune', type=_halving, default=(4, 2), help='the setting timed by --speed, with one_se (default 4,2)')
+  p.add_argument('--epochs', type=int, default=None, help="epochs (default: --fidelity each data set's own, --speed 20)")
+  p.add_argument('--rates', type=int, default=16, help='--speed: log-spaced rates from 1e-3 to 10, plus 0 (default 16)')
   p.add_argument('--folds', type=int, default=5)
-  p.add_argument('--epochs', type=int, default=20)
   p.add_argument('--hidden', type=int, default=256)
   p.add_argument('--batch-size', type=int, default=32)
-  p.add_argument('--lr', type=float, default=3e-3)
+  p.add_argument('--lr', type=float, default=3e-3, help='--speed: the learning rate (default 3e-3)')
   p.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8))
   p.add_argument('--also-full', action='store_true', help='--speed also times the unpruned select in the same process (it shares compiled programs with the pruned one, so whichever runs second is partly warm)')
   p.add_argument('--warm', action='store_true', help='--speed then times every method a second time in the same process (compiled code cached)')
@@ -71,7 +93,7 @@ def _parse(argv=None) -> argparse.Namespace:
   args = p.parse_args(argv)
   if args.quick:
     args.rates, args.folds, args.epochs, args.fold_seeds = 4, 3, 4, 2
-    args.datasets, args.candidates, args.prune = 'wine', [(1, 2)], (1, 2)
+    args.datasets, args.candidates, args.check, args.prune = 'wine', [(1, 2, 'mean'), (1, 2, 'one_se')], (1, 2, 'one_se'), (1, 2)
   return args
 
 
@@ -83,6 +105,7 @@ import baselines  # noqa: E402  (imports JAX: after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
 from wdax import sweep  # noqa: E402
+from wdax.sweep import pruning  # noqa: E402
 
 
 def load(name: str):
@@ -102,77 +125,156 @@ def rates(args) -> np.ndarray:
 
 def settings(args) -> dict:
   return dict(
-      optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK), epochs=args.epochs,
+      optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK), epochs=args.epochs or 20,
       batch_size=args.batch_size, devices=args.devices,
   )
 
 
+# --- fidelity -------------------------------------------------------------------
+
+
+def problem(name: str, args) -> dict:
+  """The job ``wdax sweep --data NAME`` runs (its own defaults, ``--folds``
+  and, if given, ``--epochs``): task, data, space and settings."""
+  import jax
+
+  from wdax import masks
+  from wdax.cli import loading
+  from wdax.cli import parsing
+  from wdax.cli import problems
+  from wdax.cli import running
+
+  argv = ['sweep', '--data', name, '--folds', str(args.folds)]
+  if args.epochs:
+    argv += ['--epochs', str(args.epochs)]
+  if args.quick:
+    argv += ['--rates', '1e-3:1:4']
+  cli = parsing.parse(argv, kinds=running.kinds(), masks=running.MASKS)
+  devices = jax.devices()[: args.devices]
+  split = problems.split(cli, loading.load(cli.data), devices[0])
+  return {
+      'task': problems.task(cli, split), 'train': split.train, 'test': split.test,
+      'rates': np.asarray(cli.grid), 'metric': problems.score(cli),
+      'settings': dict(
+          optimizer=sweep.kind(cli.kind[0], lr=cli.lr[0], mask=masks.flax_default()),
+          epochs=cli.epochs, batch_size=min(cli.batch_size, split.examples), devices=devices,
+          folds=cli.folds,
+      ),
+  }
+
+
+def replay(val: np.ndarray, train: np.ndarray, rates_: np.ndarray, halving) -> tuple[int, np.ndarray]:
+  """A pruned grid's choice and each point's last rung, from the full
+  grid's curves ``(points, trainings, epochs)`` at every epoch: the
+  schedule of ``halving``, cut by :func:`pruning.survivors` as the sweep
+  cuts it."""
+  epochs = val.shape[-1]
+  spared = rates_ == 0.0
+  sizes = halving.points(len(rates_), epochs, int(spared.sum()))
+  alive, rung = np.arange(len(rates_)), np.zeros(len(rates_), int)
+  prefer = rates_ if halving.one_se else None
+  for i, end in enumerate(halving.rungs(epochs)[:-1]):
+    going = pruning.survivors(
+        val[alive, :, end - 1], train[alive, :, end - 1], sizes[i + 1] - int(spared.sum()),
+        spared[alive], None if prefer is None else prefer[alive],
+    )
+    alive = alive[going]
+    rung[alive] = i + 1
+  final = val[alive, :, -1].mean(axis=1)
+  return int(alive[np.lexsort((alive, final))[0]]), rung
+
+
+def _halving(candidate, epochs):
+  r, eta, rule = candidate
+  return sweep.Halving(min(r, epochs), eta, keep={'rate': 0.0}, one_se='rate' if rule == 'one_se' else None)
+
+
 def fidelity(args) -> dict:
-  grid = rates(args)
   out = {}
   for name in args.datasets.split(','):
-    x_train, x_test, y_train, y_test = load(name)
-    task = sweep.classifier(sweep.MLP(hidden=(args.hidden,), outputs=int(y_train.max()) + 1))
-    train, test = {'x': x_train, 'y': y_train}, {'x': x_test, 'y': y_test}
-    tested = {}
-
-    def accuracy(rate, task=task, train=train, test=test, tested=tested):
-      if rate not in tested:
-        tested[rate] = float(sweep.fit(task, train, {'rate': rate}, test=test, **settings(args)).test['accuracy'])
-      return tested[rate]
-
+    job = problem(name, args)
+    grid, metric = job['rates'], job['metric']
+    space = {'rate': grid}
+    epochs = job['settings']['epochs']
+    tests = [
+        float(sweep.fit(job['task'], job['train'], {'rate': float(r)}, test=job['test'],
+                        **{k: v for k, v in job['settings'].items() if k != 'folds'}).test[metric])
+        for r in grid
+    ]
     rows = []
     for seed in range(args.fold_seeds):
-      with timing.Timer() as t:
-        full = sweep.grid(task, train, {'rate': grid}, folds=args.folds, fold_seed=seed, **settings(args))
-      loss = full.summary('val_loss')[0]
-      best = full.choose('val_loss', 'min')
-      row = {'seed': seed, 'full': {'rate': float(grid[best.index]), 'test': accuracy(float(grid[best.index])),
-                                    'ce': int(full.configuration_epochs), 'wall': t.wall, 'cpu': t.cpu}}
-      for r, eta in args.candidates:
-        with timing.Timer() as t:
-          pruned = sweep.grid(task, train, {'rate': grid}, folds=args.folds, fold_seed=seed,
-                              prune=sweep.Halving(r, eta), **settings(args))
-        i = pruned.choose('val_loss', 'min').index
-        rate = float(grid[i])
-        row[f'{r},{eta}'] = {'rate': rate, 'rank': int(np.sum(loss < loss[i])) + 1, 'test': accuracy(rate),
-                             'ce': int(pruned.configuration_epochs), 'wall': t.wall, 'cpu': t.cpu}
+      full = sweep.grid(job['task'], job['train'], space, fold_seed=seed, evals=epochs, **job['settings'])
+      val = full.curves['val_loss'].reshape(len(grid), -1, epochs)
+      train = full.curves['train_loss'].reshape(len(grid), -1, epochs)
+      best = full.choose('val_loss', 'min').index
+      mean = val[:, :, -1].mean(axis=1)
+      row = {'seed': seed, 'full': {'rate': float(grid[best]), 'test': tests[best]}, 'ranks': [], 'candidates': {}}
+      row['ranks'] = [int(np.sum(val[:, :, e].mean(axis=1) < val[best, :, e].mean())) + 1 for e in range(epochs)]
+      for candidate in args.candidates:
+        halving = _halving(candidate, epochs)
+        choice, rung = replay(val, train, grid, halving)
+        row['candidates'][','.join(map(str, candidate))] = {
+            'rate': float(grid[choice]), 'rank': int(np.sum(mean < mean[choice])) + 1,
+            'test': tests[choice], 'ce': halving.configuration_epochs(len(grid), epochs, kept=1) / (len(grid) * epochs),
+        }
+        if candidate == args.check:
+          real = sweep.grid(job['task'], job['train'], space, fold_seed=seed, prune=halving, **job['settings'])
+          assert real.choose('val_loss', 'min').index == choice, (name, seed, candidate)
+          np.testing.assert_array_equal(real.rung, rung)
       rows.append(row)
-      print(name, json.dumps(row), flush=True)
-    out[name] = {'train': len(y_train), 'test': len(y_test), 'rows': rows}
+      print(name, seed, json.dumps({k: v['rate'] for k, v in row['candidates'].items()}), flush=True)
+    out[name] = {'metric': metric, 'train': len(next(iter(job['train'].values()))),
+                 'test': len(next(iter(job['test'].values()))), 'epochs': epochs,
+                 'rates': grid.tolist(), 'tests': tests, 'rows': rows}
   return out
 
 
 def fidelity_tables(out: dict, candidates) -> list[str]:
   lines = []
   for name, d in out.items():
-    rows = d['rows']
-    full_tests = [r['full']['test'] for r in rows]
-    p = statistics.mean(full_tests)
+    rows, metric = d['rows'], d['metric']
+    full = [r['full']['test'] for r in rows]
+    p = statistics.mean(full)
+    noise = f'; binomial s.e. of one test accuracy {np.sqrt(p * (1 - p) / d["test"]):.4f}' if metric == 'accuracy' else ''
     chosen = ', '.join(f"{r['full']['rate']:.3g}" for r in rows)
     lines += [
-        f'**{name}** ({d["train"]} train / {d["test"]} test). Full grid: rates chosen '
-        f'{chosen}; test accuracy mean {p:.4f}, '
-        f's.d. over assignments {statistics.pstdev(full_tests):.4f}; binomial s.e. of one test '
-        f'accuracy {np.sqrt(p * (1 - p) / d["test"]):.4f}.',
+        f'**{name}** ({d["train"]} train / {d["test"]} test, {d["epochs"]} epochs, test {metric}). '
+        f'Full grid: rates chosen {chosen}; test {metric} '
+        f'mean {p:.4f}, s.d. over assignments {statistics.pstdev(full):.4f}{noise}.',
         '',
-        '| Halving(r, eta) | config-epochs / full | same rate | rank in full (per seed) | rates chosen | test diff mean | test diff s.d. | test diff min..max |',
-        '| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |',
+        '| candidate | config-epochs / full | same rate | rank in full (per assignment) | test diff mean | s.d. | min..max |',
+        '| --- | ---: | ---: | --- | ---: | ---: | ---: |',
     ]
-    for r, eta in candidates:
-      key = f'{r},{eta}'
-      diffs = [row[key]['test'] - row['full']['test'] for row in rows]
-      frac = statistics.mean(row[key]['ce'] / row['full']['ce'] for row in rows)
-      ranks = ', '.join(str(row[key]['rank']) for row in rows)
-      picks = ', '.join(f"{row[key]['rate']:.3g}" for row in rows)
-      same = sum(row[key]['rate'] == row['full']['rate'] for row in rows)
+    for candidate in candidates:
+      key = ','.join(map(str, candidate))
+      picks = [r['candidates'][key] for r in rows]
+      diffs = [c['test'] - r['full']['test'] for c, r in zip(picks, rows)]
+      same = sum(c['rate'] == r['full']['rate'] for c, r in zip(picks, rows))
+      r_, eta, rule = candidate
       lines.append(
-          f'| ({r}, {eta}) | {frac:.3f} | {same}/{len(rows)} | {ranks} | '
-          f'{picks} | {statistics.mean(diffs):+.4f} | '
+          f'| ({r_}, {eta}) {rule} | {picks[0]["ce"]:.3f} | {same}/{len(rows)} | '
+          f'{", ".join(str(c["rank"]) for c in picks)} | {statistics.mean(diffs):+.4f} | '
           f'{statistics.pstdev(diffs):.4f} | {min(diffs):+.4f}..{max(diffs):+.4f} |'
       )
     lines.append('')
   return lines
+
+
+def horizon_tables(out: dict) -> list[str]:
+  lines = []
+  for name, d in out.items():
+    epochs = d['epochs']
+    shown = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 15, epochs // 2, epochs} & set(range(1, epochs + 1)))
+    lines += [f'**{name}**: rank of the full choice (of {len(d["rates"])}) after each epoch', '',
+              '| assignment | ' + ' | '.join(f'e{e}' for e in shown) + ' |',
+              '| ---: | ' + ' | '.join('---:' for _ in shown) + ' |']
+    for row in d['rows']:
+      lines.append(f'| {row["seed"]} | ' + ' | '.join(str(row['ranks'][e - 1]) for e in shown) + ' |')
+    lines.append('')
+  return lines
+
+
+# --- speed ----------------------------------------------------------------------
 
 
 def speed_once(args) -> dict:
@@ -185,7 +287,7 @@ def speed_once(args) -> dict:
   x_train, x_test, y_train, y_test = data
   grid = rates(args)
   task = sweep.classifier(sweep.MLP(hidden=(args.hidden,), outputs=10))
-  problem = baselines.Problem('classify', args.hidden, 10, args.lr, args.epochs, args.batch_size)
+  problem = baselines.Problem('classify', args.hidden, 10, args.lr, args.epochs or 20, args.batch_size)
   folds = sweep.stratified_folds(y_train, args.folds)
 
   def wdax(prune):
@@ -195,7 +297,7 @@ def speed_once(args) -> dict:
             'ce': int(found.result.configuration_epochs)}
 
   methods = {
-      'wdax pruned': lambda: wdax(sweep.Halving(*args.prune)),
+      'wdax pruned': lambda: wdax(sweep.Halving(*args.prune, keep={'rate': 0.0}, one_se='rate')),
       'scan': lambda: baselines.scan_loop(problem, data, grid, folds, 'loss'),
       'loop': lambda: baselines.step_loop(problem, data, grid, folds, 'loss'),
   }
@@ -242,11 +344,14 @@ def main() -> None:
       json.dump(speed_once(args), f)
     return
   record = {'argv': sys.argv[1:]}
-  if args.fidelity:
+  if args.fidelity or args.horizon:
     record['fidelity'] = fidelity(args)
-    print('\n'.join(fidelity_tables(record['fidelity'], args.candidates)))
+    if args.fidelity:
+      print('\n'.join(fidelity_tables(record['fidelity'], args.candidates)))
+    if args.horizon:
+      print('\n'.join(horizon_tables(record['fidelity'])))
   if args.speed:
-    runs = timing.repeat(__file__, sys.argv[1:], args.runs, flags=('--fidelity', '--speed'))
+    runs = timing.repeat(__file__, sys.argv[1:], args.runs, flags=('--fidelity', '--horizon', '--speed'))
     record['speed'] = runs
     print('\n'.join(speed_tables(runs)))
   if args.out:
