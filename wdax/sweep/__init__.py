@@ -29,7 +29,8 @@ visit), :mod:`~wdax.sweep.settings`, :mod:`~wdax.sweep.planning` (devices,
 memory, chunks), :mod:`~wdax.sweep.pruning` (successive halving),
 :mod:`~wdax.sweep.engine` (the compiled programs),
 :mod:`~wdax.sweep.results` (results and choice),
-:mod:`~wdax.sweep.datasets` (built-in data sets) and
+:mod:`~wdax.sweep.datasets` (built-in data sets),
+:mod:`~wdax.sweep.preparing` (the entry points' checks) and
 :mod:`~wdax.sweep.search` (the entry points).
 
 This package imports Flax; ``import wdax`` does not. Import it as

@@ -1,239 +1,30 @@
 r"""The sweep's entry points: :func:`grid`, :func:`fit` and :func:`select`.
 
-Every argument is checked in :func:`_prepare`, before anything compiles.
+Every argument is checked first, in :func:`wdax.sweep.preparing.prepare`, before
+anything compiles.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
-import optax
 
-from wdax.sweep import checks
 from wdax.sweep import engine
-from wdax.sweep import folds as _folds
-from wdax.sweep import planning
+from wdax.sweep import preparing
 from wdax.sweep import pruning
-from wdax.sweep import results
 from wdax.sweep import settings as _settings
+from wdax.sweep.preparing import Optimizer
 from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
 from wdax.sweep.results import Selection
 from wdax.sweep.space import Space
-from wdax.sweep.space import uses
 from wdax.sweep.tasks import Task
 
-Optimizer = Callable[..., optax.GradientTransformation]
 Progress = Callable[[int, int], None] | None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Prepared:
-  """The checked arguments of an entry point, and what follows from them."""
-
-  settings: _settings.Settings
-  data: Any
-  n: int
-  space: Space
-  job: engine.Job
-  devices: list[Any]
-  per_configuration: int
-  fold_ids: np.ndarray | None  # None for fit
-  train_table: np.ndarray  # (folds, n): 1 where a fold trains; one row for fit
-  val_table: np.ndarray
-  test: Any
-
-
-_DESCRIBED: dict[Any, Any] = {}
-
-
-def _describe(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int]:
-  """``job`` with its metric names and minibatch rule, and the memory
-  estimate, from tracing alone; ``ValueError`` for a loss that does not keep
-  the contract."""
-  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
-  leaves, treedef = jax.tree.flatten(shapes)
-  return checks.remember(
-      _DESCRIBED, (job, treedef, tuple(leaves), batch_size),
-      lambda: _trace(job, shapes, batch_size),
-  )
-
-
-def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int]:
-  key = jax.random.key(0)
-  first = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), data)
-  params, state = jax.eval_shape(job.init, key, first)
-  hp = {n: jax.ShapeDtypeStruct((), np.float32) for n in job.names}
-  rows = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype), data)
-  weight = jax.ShapeDtypeStruct((batch_size,), np.float32)
-  forward, out = planning.traced(job.loss, params, state, rows, key, hp, weight)
-  expected = '(loss, metrics, state)' if job.task.stateful else '(loss, metrics)'
-  if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[1], Mapping)):
-    raise ValueError(f'the task loss must return {expected}; got {out!r}.')
-  loss, metrics, new_state = out
-  if loss.shape != () or not np.issubdtype(loss.dtype, np.floating):
-    raise ValueError(
-        f'the task loss must be a floating scalar (a mean over the batch); got '
-        f'shape {loss.shape} and dtype {loss.dtype}.'
-    )
-  for name, value in metrics.items():
-    if not isinstance(name, str) or name == 'loss' or getattr(value, 'shape', None) != ():
-      raise ValueError(
-          f'the task metric {name!r} must be a scalar under a name other than '
-          "'loss'."
-      )
-  if jax.tree.structure(new_state) != jax.tree.structure(state):
-    raise ValueError(
-        'the state the task loss returns differs in structure from the one '
-        f'init made: {jax.tree.structure(new_state)} vs {jax.tree.structure(state)}.'
-    )
-  job = dataclasses.replace(job, metrics=tuple(metrics), full_batches=_full_batches(job, state))
-  opt_state = jax.eval_shape(lambda p, hp: _transformation(job, hp).init(p), params, hp)
-  # An evaluation over every example, and a minibatch forward, backward and
-  # spare, at the forward pass's bytes per example.
-  rows_at_once = jax.tree.leaves(data)[0].shape[0] + 3 * batch_size
-  return job, planning.bytes_per_configuration(
-      params, opt_state, state, forward / batch_size, rows_at_once
-  )
-
-
-def _transformation(job: engine.Job, hp: dict[str, Any]) -> optax.GradientTransformation:
-  tx = job.tx(hp)
-  if not isinstance(tx, optax.GradientTransformation):
-    raise TypeError(
-        'optimizer must return an optax.GradientTransformation, e.g. '
-        f'lambda rate: wdax.adamw(1e-3, weight_decay=rate); it returned {tx!r}.'
-    )
-  return tx
-
-
-def _full_batches(job: engine.Job, state: Any) -> bool:
-  """Whether an epoch's partial last minibatch sits out: when the loss
-  cannot weight its padding away, or the model has state (BatchNorm), whose
-  forward pass over a batch would see the padding rows."""
-  return not job.task.weighted or bool(jax.tree.leaves(state))
-
-
-def _check_test(task: Task, data: Any, test: Any) -> Any:
-  if test is None:
-    return None
-  test, _ = _folds.check_data(test, 'test')
-  if jax.tree.structure(test) != jax.tree.structure(data):
-    raise ValueError(
-        f'test must have the structure of data: {jax.tree.structure(test)} vs '
-        f'{jax.tree.structure(data)}.'
-    )
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(test), jax.tree.leaves(data)):
-    if a.shape[1:] != b.shape[1:]:
-      raise ValueError(
-          f'test{jax.tree_util.keystr(path)} has shape {a.shape[1:]} per example; '
-          f'data has {b.shape[1:]}.'
-      )
-  if task.check is not None:
-    task.check(test)
-  return jax.device_put(test)
-
-
-def _prepare(
-    fn: str,
-    task: Task,
-    data: Any,
-    space: Any,
-    optimizer: Optimizer,
-    given: dict[str, Any],
-    *,
-    test: Any = None,
-    choice: tuple[str, str | None, bool | str] | None = None,
-) -> _Prepared:
-  """Checks every argument of ``fn``; the one place the sweep validates,
-  before anything compiles."""
-  with checks.collector_paused():
-    return _check(fn, task, data, space, optimizer, given, test, choice)
-
-
-def _check(fn, task, data, space, optimizer, given, test, choice) -> _Prepared:
-  exclude = _settings.GRID_ONLY if fn == 'fit' else ()
-  settings = _settings.make(fn, given, exclude=exclude)
-  if not isinstance(task, Task):
-    raise TypeError(
-        f'{fn}(): task must be a sweep.Task (e.g. sweep.classifier(model)); got '
-        f'{type(task).__name__}.'
-    )
-  data, n = _folds.check_data(data)
-  space = Space.of(space)
-  to_optimizer = uses(space, optimizer, task.hyperparameters)
-  if task.check is not None:
-    task.check(data)
-  devices = planning.devices(settings.devices)
-  job = engine.Job(
-      task=task, optimizer=optimizer, to_optimizer=to_optimizer, names=space.names,
-      metrics=(), batch_size=settings.batch_size, full_batches=False, guard=False,
-  )
-  job, per_configuration = _describe(job, data, settings.batch_size)
-  if fn == 'fit':
-    ids, where = None, 'the data'
-    val = train = np.ones((1, n), bool)
-  else:
-    ids, where = _folds.fold_ids(task, data, n, settings.folds, settings.fold_seed), 'fold {}'
-    val = ids[None, :] == np.arange(ids.max() + 1)[:, None]
-    train = ~val
-  _check_batches(job, train, where)
-  if settings.prune is not None and settings.prune.keep:
-    _check_keep(settings.prune, space)
-  if settings.prune is not None and settings.prune.one_se is not None:
-    _check_one_se(settings.prune, space)
-  if choice is not None:
-    names = ('loss', *job.metrics)
-    metrics = tuple(f'{side}_{m}' for side in ('train', 'val') for m in names)
-    results.check_choice(metrics, space.names, *choice)
-  return _Prepared(
-      settings, data, n, space, _guarded(job, train), devices, per_configuration,
-      ids, train, val, _check_test(task, data, test),
-  )
-
-
-def _check_keep(halving: Halving, space: Space) -> None:
-  names = [n for n, _ in halving.keep]
-  unknown = [n for n in names if n not in space.names]
-  if unknown:
-    raise ValueError(
-        f'prune: keep names {unknown[0]!r}, which the space lacks; it has '
-        f'{", ".join(map(repr, space.names))}.'
-    )
-  if not halving.kept(space.points()).any():
-    raise ValueError(f'prune: no point of the space has the values keep={dict(halving.keep)!r}.')
-
-
-def _check_one_se(halving: Halving, space: Space) -> None:
-  if halving.one_se not in space.names:
-    raise ValueError(
-        f'prune: one_se names {halving.one_se!r}, which the space lacks; it has '
-        f'{", ".join(map(repr, space.names))}.'
-    )
-
-
-def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None:
-  count = (train_table > 0).sum(axis=1)
-  short = np.flatnonzero(engine.minibatches(job, train_table) == 0)
-  if short.size:
-    why = 'a model with state' if job.task.weighted else 'a loss without weight'
-    raise ValueError(
-        f'batch_size {job.batch_size} exceeds the {count[short[0]]} training '
-        f'examples of {where.format(int(short[0]))}; {why} trains on full '
-        'minibatches only: lower batch_size.'
-    )
-
-
-def _guarded(job: engine.Job, train_table: np.ndarray) -> engine.Job:
-  """``job``, guarding steps when its training sets differ in minibatches."""
-  batches = engine.minibatches(job, train_table)
-  return dataclasses.replace(job, guard=bool(len(np.unique(batches)) > 1))
 
 
 def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
@@ -241,7 +32,7 @@ def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
-def _cross_validate(prep: _Prepared, progress: Progress) -> Result:
+def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
   s, job = prep.settings, prep.job
   count = len(prep.val_table)
   p, k, r = np.meshgrid(
@@ -398,11 +189,11 @@ def grid(
     >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
     (array([1, 2]), [1, 2, 1, 2], 12)
   """
-  return _cross_validate(_prepare('grid', task, data, space, optimizer, settings), progress)
+  return _cross_validate(preparing.prepare('grid', task, data, space, optimizer, settings), progress)
 
 
 def _refit(
-    job: engine.Job, prep: _Prepared, point: dict[str, float], test: Any,
+    job: engine.Job, prep: preparing.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
 ) -> Fit:
   s = prep.settings
@@ -486,7 +277,7 @@ def fit(
     if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
   space = {name: [value] for name, value in point.items()}
-  prep = _prepare('fit', task, data, space, optimizer, settings, test=test)
+  prep = preparing.prepare('fit', task, data, space, optimizer, settings, test=test)
   return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
 
 
@@ -555,7 +346,7 @@ def select(
     >>> found.refit.point == found.choice.point == found.result.best('val_loss')
     True
   """
-  prep = _prepare(
+  prep = preparing.prepare(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
   )
@@ -569,6 +360,6 @@ def select(
         exact_chunk=result.chunk_size,
     )
   else:
-    refit_job = _guarded(job, np.ones((1, prep.n), bool))
+    refit_job = preparing.guarded(job, np.ones((1, prep.n), bool))
     refit = _refit(refit_job, prep, choice.point, test, refit_progress)
   return Selection(result=result, choice=choice, refit=refit)
