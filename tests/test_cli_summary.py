@@ -239,7 +239,7 @@ def test_the_difference_axis_ticks_0_and_the_decades_past_its_linear_part():
   results = {'table': table, 'choice': {'rate': 0.25, 'kind': 'adamw', 'point': {'rate': 0.25}}}
   fig, ax = plt.subplots()
   ax.plot([1, 2], [-0.02, 0.39])  # the points and their error bars
-  plotting._fit_differences(ax, results, 'val_loss')
+  plotting.fit_difference_axis(ax, results, 'val_loss')
   assert ax.get_yscale() == 'symlog'
   low, high = ax.get_ylim()
   # 10^-3 would fall inside the linear part, on top of 0's label.

@@ -158,7 +158,7 @@ def _curves(fig, results: dict[str, Any]) -> None:
   else:
     ax.plot([], [], 'o', color='k', mfc='none', mew=2, label=f'{note} (no decay)')
   ax_diff.axhline(0.0, color='0.45', ls='--', lw=1.0)
-  _fit_differences(ax_diff, results, metric)
+  fit_difference_axis(ax_diff, results, metric)
   # Limits first: one rate, or none, would leave a log axis without a range.
   if not positive:
     ax.set_xlim(1e-3, 1.0)
@@ -179,7 +179,7 @@ def _curves(fig, results: dict[str, Any]) -> None:
     ax_diff.legend(fontsize=8, frameon=False, loc='best')
 
 
-def _fit_differences(ax, results: dict[str, Any], metric: str) -> None:
+def fit_difference_axis(ax, results: dict[str, Any], metric: str) -> None:
   """A symmetric-log axis when the largest difference dwarfs the chosen
   one's, so that both the gains near the choice and the losses of too much
   decay can be read."""
