@@ -28,6 +28,8 @@ decay kinds), :mod:`~wdax.sweep.folds` (data, folds, splits, orders of
 visit), :mod:`~wdax.sweep.settings`, :mod:`~wdax.sweep.planning` (devices,
 memory, chunks), :mod:`~wdax.sweep.pruning` (successive halving),
 :mod:`~wdax.sweep.engine` (the compiled programs),
+:mod:`~wdax.sweep.chunks` (training configurations on them, chunk by chunk
+and rung by rung),
 :mod:`~wdax.sweep.results` (results and choice),
 :mod:`~wdax.sweep.datasets` (built-in data sets),
 :mod:`~wdax.sweep.preparing` (the entry points' checks) and

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from wdax.sweep import chunks
 from wdax.sweep import engine
 from wdax.sweep import preparing
 from wdax.sweep import pruning
@@ -39,7 +40,7 @@ def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
       np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
   )
   columns = prep.space.columns()
-  trained = engine.train(
+  trained = chunks.train(
       job, prep.data, prep.train_table, prep.val_table,
       {n: c[p.ravel()] for n, c in columns.items()},
       np.asarray(s.seeds)[r.ravel()], k.ravel(),
@@ -63,7 +64,7 @@ def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
   )
 
 
-def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> engine.Rungs:
+def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> chunks.Rungs:
   """The engine's schedule of ``halving``: a point's ``trainings``
   configurations (its folds and seeds, consecutive) go on or stop together."""
   spared = halving.kept(space.points())
@@ -81,7 +82,7 @@ def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> engin
     )
     return groups[going].ravel()
 
-  return engine.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
+  return chunks.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
 
 
 def _order(item: tuple[str, Any]) -> tuple[int, int]:
@@ -201,7 +202,7 @@ def _refit(
   # the grid's fold tables when a refit reuses the grid's program.
   table = np.ones((rows, prep.n), bool)
   seeds = np.asarray(s.seeds)
-  trained = engine.train(
+  trained = chunks.train(
       job, prep.data, table, table,
       {n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
       seeds, np.zeros(len(seeds), int),
