@@ -287,6 +287,7 @@ def _bad_constructions():
       rate.map(lambda b: (lambda: sweep.kind('l2', rate=b.value), b, ('rate',))),
       st.sampled_from([0, -1, 1.5, '2', None, True]).map(lambda v: (lambda: sweep.Halving(v), Bad(v, 'min_epochs'), ('min_epochs',))),
       st.sampled_from([0, 1, 2.0, None, True]).map(lambda v: (lambda: sweep.Halving(1, v), Bad(v, 'reduction_factor'), ('reduction_factor',))),
+      st.sampled_from(['', 3, 1.0, ('rate',), ['rate']]).map(lambda v: (lambda: sweep.Halving(1, one_se=v), Bad(v, 'one_se'), ('one_se',))),
   )
 
 
@@ -324,7 +325,7 @@ _SGD = dict(optimizer=lambda lr: optax.sgd(lr), seeds=2, epochs=2, evals=2, batc
 
 
 @pytest.mark.parametrize('where', [0, 1, 2])
-@pytest.mark.parametrize('prune', [None, sweep.Halving(1, 2)])
+@pytest.mark.parametrize('prune', [None, sweep.Halving(1, 2), sweep.Halving(1, 2, one_se='lr')])
 def test_a_diverging_point_leaves_every_other_point_bitwise_unchanged(where, prune):
   # The same grid twice, but for one learning rate: 1e12 diverges to NaN
   # within the first epoch, 0.03 does not.
