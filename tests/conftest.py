@@ -24,6 +24,16 @@ def strict_dtypes():
     yield
 
 
+@pytest.fixture
+def keep_xla_flags(monkeypatch):
+  """For tests of ``wdax sweep`` in process.
+
+  ``wdax sweep`` may ask XLA for host devices through XLA_FLAGS; keep the
+  environment of later tests as it was.
+  """
+  monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+
+
 def pytest_collection_modifyitems(config, items):
   """The eager half of each ``chex.variants`` pair runs in the full suite only.
 
