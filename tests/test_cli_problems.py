@@ -135,19 +135,25 @@ def _refused(status, capsys, expected):
   assert expected in lines[0], lines[0]
 
 
+def _no_such_criterion(data, criterion, problem, choices):
+  """``--data data --criterion criterion`` for a built-in data set of a
+  ``problem`` that lacks the criterion, and the line it gets."""
+  return (
+      ['--data', data, '--criterion', criterion],
+      f'--criterion {criterion}: --data {data} is a {problem} problem; choose from {choices}',
+  )
+
+
+def _past_the_training(data, folds, training):
+  """``--data data --folds folds``, more folds than the ``training`` split
+  holds, and the line it gets."""
+  return ['--data', data, '--folds', str(folds)], f'{training}, fewer than --folds {folds}'
+
+
 BAD = {
-    'accuracy of a regression': (
-        ['--data', 'diabetes', '--criterion', 'accuracy'],
-        '--criterion accuracy: --data diabetes is a regression problem; choose from loss, r2',
-    ),
-    'r2 of classes': (
-        ['--data', 'wine', '--criterion', 'r2'],
-        '--criterion r2: --data wine is a classification problem; choose from loss, accuracy',
-    ),
-    'r2 of text': (
-        ['--data', 'text', '--criterion', 'r2'],
-        '--criterion r2: --data text is a language problem; choose from loss, perplexity, accuracy',
-    ),
+    'accuracy of a regression': _no_such_criterion('diabetes', 'accuracy', 'regression', 'loss, r2'),
+    'r2 of classes': _no_such_criterion('wine', 'r2', 'classification', 'loss, accuracy'),
+    'r2 of text': _no_such_criterion('text', 'r2', 'language', 'loss, perplexity, accuracy'),
     'perplexity of a file': (
         ['--data', 'x.npz', '--criterion', 'perplexity'],
         '--criterion perplexity: a data file (classes) is a classification problem',
@@ -157,14 +163,11 @@ BAD = {
         "--hidden 30: for --data text, the transformer's width: one value, divisible by 4",
     ),
     'two transformer widths': (['--data', 'text', '--hidden', '8,8'], '--hidden 8,8: for --data text'),
-    'folds past the regression': (
-        ['--data', 'diabetes', '--folds', '300'],
-        'sklearn.datasets.load_diabetes: 221 training examples, fewer than --folds 300',
+    'folds past the regression': _past_the_training(
+        'diabetes', 300, 'sklearn.datasets.load_diabetes: 221 training examples'
     ),
-    'folds past the text': (
-        ['--data', 'text', '--folds', '1000'],
-        ': 397 training rows of 33 tokens, fewer than --folds 1000',
-    ),
+    # The corpus's source names a folder of this machine: left out.
+    'folds past the text': _past_the_training('text', 1000, ': 397 training rows of 33 tokens'),
     'a name near a built-in one': (['--data', 'Digits'], '--data Digits: no such file'),
 }
 
