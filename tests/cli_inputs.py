@@ -2,9 +2,10 @@
 a new process, small labelled data files, and the check of a refusal.
 
 The sweep runs (tests/test_cli_runs.py), the bad-input refusals
-(tests/test_cli_refusals.py) and ``wdax describe`` (tests/test_cli_describe.py)
-import it as a plain module. Tests that call ``cli.main`` in process take the
-``keep_xla_flags`` fixture of tests/conftest.py.
+(tests/test_cli_refusals.py), ``wdax describe`` (tests/test_cli_describe.py)
+and the built-in data sets (tests/test_cli_problems.py) import it as a plain
+module. Tests that run ``wdax sweep`` in process take the ``keep_xla_flags``
+fixture of tests/conftest.py.
 """
 
 import subprocess

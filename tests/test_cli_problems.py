@@ -4,10 +4,10 @@ references (scikit-learn's data and r2_score, the corpus itself)."""
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
+from cli_inputs import refused
 
 from wdax import cli
 from wdax import sweep
@@ -16,9 +16,7 @@ from wdax.sweep import datasets
 CHEAP = ['--epochs', '2', '--folds', '2', '--hidden', '8', '--batch-size', '32', '--quiet', '--devices', '1']
 
 
-@pytest.fixture(autouse=True)
-def _keep_xla_flags(monkeypatch):
-  monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+pytestmark = pytest.mark.usefixtures('keep_xla_flags')
 
 
 @pytest.fixture
@@ -127,14 +125,6 @@ def test_choosing_text_by_perplexity_is_choosing_by_the_loss(tmp_path, capsys):
   assert by_perplexity['choice']['point'] == by_loss['choice']['point']
 
 
-def _refused(status, capsys, expected):
-  captured = capsys.readouterr()
-  assert status == 2
-  lines = captured.err.splitlines()
-  assert len(lines) == 1 and lines[0].startswith('wdax: error: '), captured.err
-  assert expected in lines[0], lines[0]
-
-
 def _no_such_criterion(data, criterion, problem, choices):
   """``--data data --criterion criterion`` for a built-in data set of a
   ``problem`` that lacks the criterion, and the line it gets."""
@@ -176,7 +166,7 @@ BAD = {
 def test_bad_input_of_the_data_sets_is_one_line(case, tmp_path, capsys):
   args, expected = BAD[case]
   out = tmp_path / 'out'
-  _refused(cli.main(['sweep', *args, '--out', str(out), '--quiet', '--devices', '1']), capsys, expected)
+  refused(cli.main(['sweep', *args, '--out', str(out), '--quiet', '--devices', '1']), capsys, expected)
   assert not out.exists()
 
 
