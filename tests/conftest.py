@@ -1,4 +1,5 @@
-"""Strict numerics for every test, and no compilation cache.
+"""Strict numerics for every test, no compilation cache, and the fixtures the
+command-line tests share.
 
 Rank promotion raises everywhere. Strict dtype promotion cannot be global:
 optax's own Adam mixes its int32 step count with Python floats, which strict
@@ -9,6 +10,7 @@ turns it on around the test body.
 import os
 
 import jax
+import numpy as np
 import pytest
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
@@ -22,6 +24,39 @@ os.environ['WDAX_CACHE'] = ''
 def strict_dtypes():
   with jax.numpy_dtype_promotion('strict'):
     yield
+
+
+@pytest.fixture
+def keep_xla_flags(monkeypatch):
+  """For tests of ``wdax sweep`` in process.
+
+  ``wdax sweep`` may ask XLA for host devices through XLA_FLAGS; keep the
+  environment of later tests as it was.
+  """
+  monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+
+
+@pytest.fixture(scope='module')
+def devices_started():
+  """For the fuzz of the command line (tests/cli_fuzzing.py), a module at a time.
+
+  With JAX's backend started, `wdax sweep` cannot ask XLA for host devices:
+  no run changes the devices or XLA_FLAGS of later tests. The checks in
+  ``cli_fuzzing.invoke`` make sure of it.
+  """
+  jax.devices()
+
+
+@pytest.fixture(scope='module')
+def data_file(tmp_path_factory):
+  """A .npz of 24 rows, 3 features and 3 classes: what the fuzz of the
+  command line sweeps with its CHEAP options (tests/cli_fuzzing.py)."""
+  rng = np.random.default_rng(0)
+  y = np.arange(24) % 3
+  x = rng.normal(size=(24, 3)) + y[:, None]
+  path = tmp_path_factory.mktemp('data') / 'blobs.npz'
+  np.savez(path, x=x, y=y)
+  return str(path)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,6 +14,13 @@ def _parse(*argv):
   return parsing.parse(['sweep', *argv], kinds=running.kinds(), masks=running.MASKS)
 
 
+def test_parse_rates():
+  assert cli.parse_rates('1e-4:10:6') == [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0]
+  assert cli.parse_rates('5') == [5.0]
+  assert cli.parse_rates('0.1, 0, 0.1') == [0.0, 0.1]
+  assert cli.parse_rates('1e-2:1e-2:1') == [0.01]
+
+
 def test_rate_0_is_added_to_the_grid_as_the_baseline():
   args = _parse('--rates', '1e-2:1:3')
   assert args.rates == [0.01, 0.1, 1.0]

@@ -4,10 +4,10 @@ references (scikit-learn's data and r2_score, the corpus itself)."""
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
+from cli_inputs import refused
 
 from wdax import cli
 from wdax import sweep
@@ -16,9 +16,7 @@ from wdax.sweep import datasets
 CHEAP = ['--epochs', '2', '--folds', '2', '--hidden', '8', '--batch-size', '32', '--quiet', '--devices', '1']
 
 
-@pytest.fixture(autouse=True)
-def _keep_xla_flags(monkeypatch):
-  monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+pytestmark = pytest.mark.usefixtures('keep_xla_flags')
 
 
 @pytest.fixture
@@ -127,27 +125,25 @@ def test_choosing_text_by_perplexity_is_choosing_by_the_loss(tmp_path, capsys):
   assert by_perplexity['choice']['point'] == by_loss['choice']['point']
 
 
-def _refused(status, capsys, expected):
-  captured = capsys.readouterr()
-  assert status == 2
-  lines = captured.err.splitlines()
-  assert len(lines) == 1 and lines[0].startswith('wdax: error: '), captured.err
-  assert expected in lines[0], lines[0]
+def _no_such_criterion(data, criterion, problem, choices):
+  """``--data data --criterion criterion`` for a built-in data set of a
+  ``problem`` that lacks the criterion, and the line it gets."""
+  return (
+      ['--data', data, '--criterion', criterion],
+      f'--criterion {criterion}: --data {data} is a {problem} problem; choose from {choices}',
+  )
+
+
+def _past_the_training(data, folds, training):
+  """``--data data --folds folds``, more folds than the ``training`` split
+  holds, and the line it gets."""
+  return ['--data', data, '--folds', str(folds)], f'{training}, fewer than --folds {folds}'
 
 
 BAD = {
-    'accuracy of a regression': (
-        ['--data', 'diabetes', '--criterion', 'accuracy'],
-        '--criterion accuracy: --data diabetes is a regression problem; choose from loss, r2',
-    ),
-    'r2 of classes': (
-        ['--data', 'wine', '--criterion', 'r2'],
-        '--criterion r2: --data wine is a classification problem; choose from loss, accuracy',
-    ),
-    'r2 of text': (
-        ['--data', 'text', '--criterion', 'r2'],
-        '--criterion r2: --data text is a language problem; choose from loss, perplexity, accuracy',
-    ),
+    'accuracy of a regression': _no_such_criterion('diabetes', 'accuracy', 'regression', 'loss, r2'),
+    'r2 of classes': _no_such_criterion('wine', 'r2', 'classification', 'loss, accuracy'),
+    'r2 of text': _no_such_criterion('text', 'r2', 'language', 'loss, perplexity, accuracy'),
     'perplexity of a file': (
         ['--data', 'x.npz', '--criterion', 'perplexity'],
         '--criterion perplexity: a data file (classes) is a classification problem',
@@ -157,14 +153,11 @@ BAD = {
         "--hidden 30: for --data text, the transformer's width: one value, divisible by 4",
     ),
     'two transformer widths': (['--data', 'text', '--hidden', '8,8'], '--hidden 8,8: for --data text'),
-    'folds past the regression': (
-        ['--data', 'diabetes', '--folds', '300'],
-        'sklearn.datasets.load_diabetes: 221 training examples, fewer than --folds 300',
+    'folds past the regression': _past_the_training(
+        'diabetes', 300, 'sklearn.datasets.load_diabetes: 221 training examples'
     ),
-    'folds past the text': (
-        ['--data', 'text', '--folds', '1000'],
-        ': 397 training rows of 33 tokens, fewer than --folds 1000',
-    ),
+    # The corpus's source names a folder of this machine: left out.
+    'folds past the text': _past_the_training('text', 1000, ': 397 training rows of 33 tokens'),
     'a name near a built-in one': (['--data', 'Digits'], '--data Digits: no such file'),
 }
 
@@ -173,7 +166,7 @@ BAD = {
 def test_bad_input_of_the_data_sets_is_one_line(case, tmp_path, capsys):
   args, expected = BAD[case]
   out = tmp_path / 'out'
-  _refused(cli.main(['sweep', *args, '--out', str(out), '--quiet', '--devices', '1']), capsys, expected)
+  refused(cli.main(['sweep', *args, '--out', str(out), '--quiet', '--devices', '1']), capsys, expected)
   assert not out.exists()
 
 

@@ -18,9 +18,7 @@ from wdax.cli import summary
 TINY = ['--epochs', '2', '--hidden', '16', '--batch-size', '32', '--quiet', '--devices', '1']
 
 
-@pytest.fixture(autouse=True)
-def _keep_xla_flags(monkeypatch):
-  monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+pytestmark = pytest.mark.usefixtures('keep_xla_flags')
 
 
 def _sweep(tmp_path, capsys, *args):

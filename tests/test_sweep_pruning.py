@@ -198,20 +198,27 @@ def full_and_pruned():
   return full, pruned, calls
 
 
-def test_the_kept_points_are_the_best_at_each_rung(full_and_pruned):
-  full, pruned, _ = full_and_pruned
-  # Rungs at 1, 3, 9 epochs; 9 points, then 3, then 1.
-  np.testing.assert_array_equal(pruned.rungs, [1, 3, 9])
-  expected = np.zeros(9, int)
-  alive = np.arange(9)
-  for r, (end, keep) in enumerate([(1, 3), (3, 1)]):
+def _rungs_by_mean(full, alive, cuts, reached):
+  """Marks in ``reached``, and returns it, the rung each of the ``alive``
+  points reaches by the unpruned grid ``full``'s numbers: the ``r``-th cut
+  ``(end, keep)`` keeps the ``keep`` of them of lowest mean validation loss
+  at epoch ``end``, which reach rung ``r + 1``."""
+  for r, (end, keep) in enumerate(cuts):
     at = int(np.flatnonzero(full.epochs == end)[0])
     means = full.curves['val_loss'][alive, :, :, at].mean(axis=(1, 2))
     order = np.argsort(means)
     # The choice is clear: no tie at the cut.
     assert means[order[keep]] - means[order[keep - 1]] > 1e-5
     alive = np.sort(alive[order[:keep]])
-    expected[alive] = r + 1
+    reached[alive] = r + 1
+  return reached
+
+
+def test_the_kept_points_are_the_best_at_each_rung(full_and_pruned):
+  full, pruned, _ = full_and_pruned
+  # Rungs at 1, 3, 9 epochs; 9 points, then 3, then 1.
+  np.testing.assert_array_equal(pruned.rungs, [1, 3, 9])
+  expected = _rungs_by_mean(full, np.arange(9), [(1, 3), (3, 1)], np.zeros(9, int))
   np.testing.assert_array_equal(pruned.rung, expected)
   np.testing.assert_array_equal(np.bincount(pruned.rung), [6, 2, 1])
   np.testing.assert_array_equal(pruned.epochs_trained, np.array([1, 3, 9])[expected])
@@ -306,14 +313,7 @@ def test_kept_points_train_every_epoch_and_the_others_are_halved(full_and_pruned
   np.testing.assert_array_equal(kept.rung[spared], [2, 2, 2])
   expected = np.zeros(9, int)
   expected[spared] = 2
-  alive = np.flatnonzero(~spared)
-  for r, (end, keep) in enumerate([(1, 2), (3, 1)]):
-    at = int(np.flatnonzero(full.epochs == end)[0])
-    means = full.curves['val_loss'][alive, :, :, at].mean(axis=(1, 2))
-    order = np.argsort(means)
-    assert means[order[keep]] - means[order[keep - 1]] > 1e-5
-    alive = np.sort(alive[order[:keep]])
-    expected[alive] = r + 1
+  expected = _rungs_by_mean(full, np.flatnonzero(~spared), [(1, 2), (3, 1)], expected)
   np.testing.assert_array_equal(kept.rung, expected)
   for p in np.flatnonzero(spared):
     np.testing.assert_allclose(kept.curves['val_loss'][p], full.curves['val_loss'][p], rtol=1e-6, atol=1e-7)
