@@ -42,20 +42,16 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import sys
 import time
 import warnings
 
+import comparison
 import timing
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split('\n\n')[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog='\n\n'.join(__doc__.split('\n\n')[1:]),
-  )
+  parser = comparison.parser(__doc__)
   parser.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 2 epochs, sklearn on 2 alphas with max_iter=5')
   parser.add_argument('--rates', type=int, default=16, help='grid size, sklearn and wdax alike (default 16)')
   parser.add_argument('--folds', type=int, default=5)
@@ -66,20 +62,14 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3)')
   parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
   parser.add_argument('--chunk-size', type=int, default=None, help="wdax's chunk_size (default: its own planning)")
-  parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
-  parser.add_argument('--sklearn-jobs', type=int, default=None, help="GridSearchCV's n_jobs (default None: one process, as today; its workers' CPU time is not counted)")
-  parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
-  parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
+  comparison.add_method_options(parser)
   parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core)')
   parser.add_argument('--criterion', choices=['loss', 'r2'], default='loss', help='how the loops and wdax choose (default: validation loss); sklearn scores by R^2, as GridSearchCV does by default')
   parser.add_argument('--warm', action='store_true', help='also time the JAX methods a second time in the same process (compiled code cached)')
   parser.add_argument('--splits', type=int, default=0, metavar='K', help="also compare sklearn's and wdax's test R^2 over K hold-outs (seeds 0..K-1)")
   parser.add_argument('--phases', action='store_true', help="also time the phases of a cold wdax call (tracing, lowering, XLA compilation, training, refit) in a fresh process")
   parser.add_argument('--tune', action='store_true', help="also print wdax's cross-validated R^2 over epochs x batch size x lr")
-  parser.add_argument('--runs', type=int, default=1, help='fresh processes to run, the order of the methods rotated (default 1: this one)')
-  parser.add_argument('--results', default=None, help='append a section with the figures to this Markdown file')
-  parser.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
-  parser.add_argument('--json', default=None, help=argparse.SUPPRESS)
+  comparison.add_run_options(parser)
   args = parser.parse_args(argv)
   if args.quick:
     args.rates, args.folds, args.epochs = 4, 3, 2
@@ -87,13 +77,10 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 ARGS = _parse() if __name__ == '__main__' else None
-if ARGS is not None and ARGS.devices and 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (
-      os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={ARGS.devices}'
-  ).strip()
+if ARGS is not None:
+  comparison.host_devices(ARGS.devices)
 
 import baselines  # noqa: E402  (imports JAX: after XLA_FLAGS)
-import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
 from wdax import sweep  # noqa: E402
@@ -194,13 +181,7 @@ def run_once(args) -> dict:
   data = diabetes()
   rates, alphas = _grids(args)
   fold_ids = sweep.shuffled_folds(len(data[2]), args.folds)
-  print(
-      f'diabetes: {len(data[2])} train / {len(data[3])} test; {args.rates} rates x '
-      f'{args.folds} folds; MLP({args.hidden}); {args.epochs} epochs, batch '
-      f'{args.batch_size}, lr {args.lr}; JAX on {jax.devices()[0].platform} x '
-      f'{jax.device_count()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})',
-      flush=True,
-  )
+  print(comparison.header('diabetes', data, args), flush=True)
   run = {'order': methods(args), 'load': [timing.load()], 'methods': {}}
   for name in run['order']:
     base = name.removesuffix(' (warm)')
@@ -354,23 +335,7 @@ def main() -> None:
   if args.tune:
     lines += ['', "wdax's settings, by cross-validated R^2:", '', *run_tune(args)]
   if args.results:
-    _append(args, lines)
-
-
-def _append(args, lines) -> None:
-  text = '\n'.join([
-      '',
-      f'`python benchmarks/sweep_regression.py {" ".join(sys.argv[1:])}` on '
-      f'{os.cpu_count()} CPUs, JAX {jax.__version__} ({jax.devices()[0].platform} x '
-      f'{jax.device_count()}). Diabetes, {args.rates} rates x {args.folds} folds, '
-      f'MLP({args.hidden}), {args.epochs} epochs, batch {args.batch_size}, lr '
-      f'{args.lr}; wall time includes compilation and the refit.',
-      '',
-      *lines,
-      '',
-  ])
-  with open(args.results, 'a') as f:
-    f.write(text)
+    comparison.append_results(__file__, sys.argv[1:], 'Diabetes', args, lines)
 
 
 if __name__ == '__main__':

@@ -45,19 +45,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import warnings
 
+import comparison
 import timing
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split('\n\n')[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog='\n\n'.join(__doc__.split('\n\n')[1:]),
-  )
+  parser = comparison.parser(__doc__)
   parser.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 2 epochs, sklearn on 2 alphas with max_iter=5')
   parser.add_argument('--rates', type=int, default=16, help='grid size (default 16)')
   parser.add_argument('--folds', type=int, default=5)
@@ -68,19 +64,13 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3, as wdax sweep)')
   parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
   parser.add_argument('--sklearn-rates', type=int, default=None, help='alphas sklearn fits (default: --rates)')
-  parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
-  parser.add_argument('--sklearn-jobs', type=int, default=None, help="GridSearchCV's n_jobs (default None: one process, as today; its workers' CPU time is not counted)")
-  parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
-  parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
+  comparison.add_method_options(parser)
   parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)')
   parser.add_argument('--criterion', choices=['loss', 'accuracy'], default='loss', help='how the loops and wdax choose the rate (default: validation loss, as wdax sweep); sklearn scores by accuracy, as GridSearchCV does by default')
   parser.add_argument('--naive', action='store_true', help='also time the step loop as often written, with the optimiser in a TrainState, which compiles the step once per training')
   parser.add_argument('--warm', action='store_true', help='also time the JAX methods a second time in the same process (compiled code cached)')
   parser.add_argument('--stability', type=int, default=0, metavar='N', help='also cross-validate with N fold assignments (fold_seed 0..N-1) and report the rate each criterion chooses and its refit test accuracy')
-  parser.add_argument('--runs', type=int, default=1, help='fresh processes to run, the order of the methods rotated (default 1: this one)')
-  parser.add_argument('--results', default=None, help='append a section with the figures to this Markdown file')
-  parser.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
-  parser.add_argument('--json', default=None, help=argparse.SUPPRESS)
+  comparison.add_run_options(parser)
   args = parser.parse_args(argv)
   if args.quick:
     args.rates, args.folds, args.epochs = 4, 3, 2
@@ -89,13 +79,10 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 ARGS = _parse() if __name__ == '__main__' else None
-if ARGS is not None and ARGS.devices and 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (
-      os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={ARGS.devices}'
-  ).strip()
+if ARGS is not None:
+  comparison.host_devices(ARGS.devices)
 
 import baselines  # noqa: E402  (imports JAX: after XLA_FLAGS)
-import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
 from wdax import sweep  # noqa: E402
@@ -224,13 +211,7 @@ def run_once(args) -> dict:
   rates = np.logspace(np.log10(args.low), np.log10(args.high), args.rates)
   n_sk = args.sklearn_rates or args.rates
   alphas = np.logspace(-5, 1, n_sk)
-  print(
-      f'digits: {len(data[2])} train / {len(data[3])} test; {args.rates} rates x '
-      f'{args.folds} folds; MLP({args.hidden}); {args.epochs} epochs, batch '
-      f'{args.batch_size}, lr {args.lr}; JAX on {jax.devices()[0].platform} x '
-      f'{jax.device_count()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})',
-      flush=True,
-  )
+  print(comparison.header('digits', data, args), flush=True)
   run = {'order': methods(args), 'load': [timing.load()], 'methods': {}}
   for name in run['order']:
     base = name.removesuffix(' (warm)')
@@ -297,23 +278,7 @@ def main() -> None:
   if args.stability:
     stability = ['', 'Choices under other fold assignments:', '', *run_stability(args, digits(), np.logspace(np.log10(args.low), np.log10(args.high), args.rates))]
   if args.results:
-    _append(args, lines + stability)
-
-
-def _append(args, lines) -> None:
-  text = '\n'.join([
-      '',
-      f'`python benchmarks/sweep_vs_sklearn.py {" ".join(sys.argv[1:])}` on '
-      f'{os.cpu_count()} CPUs, JAX {jax.__version__} ({jax.devices()[0].platform} x '
-      f'{jax.device_count()}). Digits, {args.rates} rates x {args.folds} folds, '
-      f'MLP({args.hidden}), {args.epochs} epochs, batch {args.batch_size}, lr '
-      f'{args.lr}; wall time includes compilation and the refit.',
-      '',
-      *lines,
-      '',
-  ])
-  with open(args.results, 'a') as f:
-    f.write(text)
+    comparison.append_results(__file__, sys.argv[1:], 'Digits', args, lines + stability)
 
 
 if __name__ == '__main__':
