@@ -4,10 +4,11 @@ Both scripts choose a decay rate by cross-validation four ways (one call of
 ``wdax.sweep.select``, the hand-written JAX grid searches of
 ``baselines.py``, and scikit-learn's ``GridSearchCV``), time the methods one
 after another in one process, and report them alike. This module holds what
-is the same in both: their common command-line options, the line that
-describes a run, and the Markdown section ``--results`` appends. What each
-script measures (its data, its scikit-learn estimator, its extra studies)
-stays in the script.
+is the same in both: their common command-line options, the timed calls of
+``GridSearchCV`` and ``select`` and what is recorded of them, the run that
+times the methods in a rotated order, its repetition in fresh processes, and
+the Markdown section ``--results`` appends. What each script measures (its
+data, its scikit-learn estimator, its extra studies) stays in the script.
 
 Importing this module does not import JAX: a script calls
 :func:`host_devices` with its ``--devices`` before JAX starts.
@@ -16,8 +17,17 @@ Importing this module does not import JAX: a script calls
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import sys
+import warnings
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import timing
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -57,6 +67,121 @@ def host_devices(count: int | None) -> None:
     os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
 
 
+def rates(args: argparse.Namespace) -> np.ndarray:
+  """The grid of the loops and wdax: ``args.rates`` rates evenly spaced in
+  log scale from ``args.low`` to ``args.high``."""
+  return np.logspace(np.log10(args.low), np.log10(args.high), args.rates)
+
+
+def choice(criterion: str) -> dict:
+  """``select``'s ``metric`` and ``mode`` for a ``--criterion``: the lowest
+  validation loss, or the highest validation ``criterion`` (``'accuracy'``,
+  ``'r2'``)."""
+  if criterion == 'loss':
+    return {'metric': 'val_loss', 'mode': 'min'}
+  return {'metric': f'val_{criterion}', 'mode': 'max'}
+
+
+def sklearn_search(estimator: Any, alphas: np.ndarray, cv: Any, args: argparse.Namespace, data: tuple) -> tuple[dict, Any]:
+  """Fits ``GridSearchCV(estimator, {'alpha': alphas}, cv=cv)`` on the
+  training examples, timed, with ``--sklearn-jobs`` and ``--sklearn-threads``
+  and convergence warnings silenced. Returns its record (times, chosen alpha,
+  its cross-validated score, the refit's test score) and the fitted search."""
+  from sklearn.exceptions import ConvergenceWarning
+  from sklearn.model_selection import GridSearchCV
+
+  x_train, x_test, y_train, y_test = data
+  search = GridSearchCV(estimator, {'alpha': alphas}, cv=cv, n_jobs=args.sklearn_jobs)
+  with warnings.catch_warnings(), timing.threads(args.sklearn_threads):
+    warnings.simplefilter('ignore', ConvergenceWarning)
+    with timing.Timer() as t:
+      search.fit(x_train, y_train)
+  record = {
+      'wall': t.wall, 'cpu': t.cpu,
+      'rate': float(search.best_params_['alpha']),
+      'cv_metric': float(search.best_score_),
+      'test_metric': float(search.score(x_test, y_test)),
+  }
+  return record, search
+
+
+def timed_select(select: Callable[[], Any], metric: str) -> dict:
+  """Times ``select()``, a call of ``wdax.sweep.select``, and records its
+  chosen rate, the cross-validated and test ``metric`` (``'accuracy'``,
+  ``'r2'``) there, every rate's mean validation loss, and its chunks."""
+  with timing.Timer() as t:
+    found = select()
+  return {
+      'wall': t.wall, 'cpu': t.cpu,
+      'rate': found.choice.point['rate'],
+      'cv_metric': float(found.result.summary(f'val_{metric}')[0][found.choice.index]),
+      'test_metric': found.refit.test[metric],
+      'cv_losses': found.result.summary('val_loss')[0].tolist(),
+      'chunk_size': found.result.chunk_size,
+      'chunks': found.result.chunks,
+  }
+
+
+NAMES = ('wdax', 'scan', 'loop', 'sklearn', 'loop (naive)')
+"""Every method, in the order the tables list them (the warm ones after)."""
+
+
+def methods(args: argparse.Namespace, extra: Sequence[str] = ()) -> list[str]:
+  """The methods of run ``args.child`` in the order it times them: those
+  ``--skip`` leaves, then ``extra``, rotated by the run's index; then, with
+  ``--warm``, the JAX methods again, rotated alike."""
+  cold = [n for n in NAMES[:4] if n not in args.skip] + list(extra)
+  order = timing.rotated(cold, args.child or 0)
+  if args.warm:
+    warm = [n for n in NAMES[:3] if n not in args.skip]
+    order += [f'{n} (warm)' for n in timing.rotated(warm, args.child or 0)]
+  return order
+
+
+def run(order: Sequence[str], measure: Callable[[str], dict], line: str) -> dict:
+  """Times the methods in ``order`` one after another: ``measure(method)``
+  (the name less `` (warm)``) returns a method's record, printed as
+  ``line.format(name=name, **record)``. Returns the run: its order, the load
+  before and after, and the records in the order of :data:`NAMES`."""
+  out = {'order': list(order), 'load': [timing.load()], 'methods': {}}
+  for name in order:
+    record = measure(name.removesuffix(' (warm)'))
+    out['methods'][name] = record
+    print(line.format(name=name, **record), flush=True)
+  out['load'].append(timing.load())
+  rank = lambda n: (n.endswith('(warm)'), NAMES.index(n.removesuffix(' (warm)')))  # noqa: E731
+  out['methods'] = {n: out['methods'][n] for n in sorted(out['methods'], key=rank)}
+  return out
+
+
+def runs(script: str, args: argparse.Namespace, run_once: Callable[[argparse.Namespace], dict], flags: Sequence[str] = ()) -> list[dict] | None:
+  """The runs to report: with ``--runs N > 1``, one from each of N fresh
+  processes of ``script`` (:func:`timing.repeat`, less ``flags``); else
+  ``run_once(args)``. A process given ``--json``, a child of ``--runs``,
+  writes its run there and gets ``None``: it reports nothing."""
+  if args.runs > 1 and args.child is None:
+    return timing.repeat(script, sys.argv[1:], args.runs, flags)
+  one = run_once(args)
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(one, f)
+    return None
+  return [one]
+
+
+def agreement(run: dict) -> list[str]:
+  """How far the scan loop's mean validation losses are from wdax's, when
+  ``run`` timed both."""
+  m = run['methods']
+  if 'wdax' not in m or 'scan' not in m:
+    return []
+  a, b = np.asarray(m['wdax']['cv_losses']), np.asarray(m['scan']['cv_losses'])
+  return [
+      f'- scan and wdax train the same models: their mean validation losses differ '
+      f'by at most {np.max(np.abs(a - b) / np.abs(a)):.1e} (relative) over the {len(a)} rates'
+  ]
+
+
 def _jax() -> str:
   import jax
 
@@ -74,14 +199,15 @@ def header(dataset: str, data: tuple, args: argparse.Namespace) -> str:
   )
 
 
-def append_results(script: str, argv: list[str], dataset: str, args: argparse.Namespace, lines: list[str]) -> None:
+def append_results(script: str, dataset: str, args: argparse.Namespace, lines: list[str]) -> None:
   """Appends ``lines`` to ``args.results`` under a paragraph that names the
-  command (``script`` run with ``argv``), the machine and the settings."""
+  command (``script`` with this process's arguments), the machine and the
+  settings."""
   import jax
 
   text = '\n'.join([
       '',
-      f'`python benchmarks/{os.path.basename(script)} {" ".join(argv)}` on '
+      f'`python benchmarks/{os.path.basename(script)} {" ".join(sys.argv[1:])}` on '
       f'{os.cpu_count()} CPUs, JAX {jax.__version__} ({_jax()}). {dataset}, '
       f'{args.rates} rates x {args.folds} folds, MLP({args.hidden}), {args.epochs} '
       f'epochs, batch {args.batch_size}, lr {args.lr}; wall time includes '

@@ -44,7 +44,6 @@ import json
 import os
 import sys
 import time
-import warnings
 
 import comparison
 import timing
@@ -98,33 +97,14 @@ def diabetes(split: int = 0):
 
 
 def run_sklearn(args, data, alphas, fold_ids):
-  from sklearn.exceptions import ConvergenceWarning
-  from sklearn.model_selection import GridSearchCV
   from sklearn.model_selection import PredefinedSplit
   from sklearn.neural_network import MLPRegressor
 
-  x_train, x_test, y_train, y_test = data
   mlp = MLPRegressor(
       hidden_layer_sizes=(args.hidden,), random_state=0, max_iter=5 if args.quick else 200
   )
-  search = GridSearchCV(mlp, {'alpha': alphas}, cv=PredefinedSplit(fold_ids), n_jobs=args.sklearn_jobs)
-  with warnings.catch_warnings(), timing.threads(args.sklearn_threads):
-    warnings.simplefilter('ignore', ConvergenceWarning)
-    with timing.Timer() as t:
-      search.fit(x_train, y_train)
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': float(search.best_params_['alpha']),
-      'cv_metric': float(search.best_score_),
-      'test_metric': float(search.score(x_test, y_test)),
-      'epochs_run': int(search.best_estimator_.n_iter_),
-  }
-
-
-def _choice(criterion: str) -> dict:
-  if criterion == 'loss':
-    return {'metric': 'val_loss', 'mode': 'min'}
-  return {'metric': 'val_r2', 'mode': 'max'}
+  record, search = comparison.sklearn_search(mlp, alphas, PredefinedSplit(fold_ids), args, data)
+  return {**record, 'epochs_run': int(search.best_estimator_.n_iter_)}
 
 
 def _select(args, data, rates, **overrides):
@@ -132,7 +112,7 @@ def _select(args, data, rates, **overrides):
   settings = dict(
       optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK), folds=args.folds,
       epochs=args.epochs, batch_size=args.batch_size, devices=args.devices,
-      chunk_size=args.chunk_size, evals=args.evals, **_choice(args.criterion),
+      chunk_size=args.chunk_size, evals=args.evals, **comparison.choice(args.criterion),
   )
   settings.update(overrides)
   return sweep.select(
@@ -143,38 +123,20 @@ def _select(args, data, rates, **overrides):
 
 
 def run_wdax(args, data, rates):
-  with timing.Timer() as t:
-    found = _select(args, data, rates)
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': found.choice.point['rate'],
-      'cv_metric': float(found.result.summary('val_r2')[0][found.choice.index]),
-      'test_metric': found.refit.test['r2'],
-      'cv_losses': found.result.summary('val_loss')[0].tolist(),
-      'chunk_size': found.result.chunk_size,
-      'chunks': found.result.chunks,
-  }
+  return comparison.timed_select(lambda: _select(args, data, rates), 'r2')
 
 
 def run_loop(name, args, data, rates, fold_ids):
   problem = baselines.Problem('regress', args.hidden, 1, args.lr, args.epochs, args.batch_size)
-  with timing.Timer() as t:
-    out = baselines.LOOPS[name](problem, data, rates, fold_ids, args.criterion)
-  return {'wall': t.wall, 'cpu': t.cpu, **out}
-
-
-def methods(args) -> list[str]:
-  cold = [n for n in ('wdax', 'scan', 'loop', 'sklearn') if n not in args.skip]
-  order = timing.rotated(cold, args.child or 0)
-  if args.warm:
-    warm = [n for n in ('wdax', 'scan', 'loop') if n not in args.skip]
-    order += [f'{n} (warm)' for n in timing.rotated(warm, args.child or 0)]
-  return order
+  return timing.timed(baselines.LOOPS[name], problem, data, rates, fold_ids, args.criterion)
 
 
 def _grids(args):
-  rates = np.logspace(np.log10(args.low), np.log10(args.high), args.rates)
-  return rates, np.logspace(-5, 1, args.rates)
+  return comparison.rates(args), np.logspace(-5, 1, args.rates)
+
+
+LINE = '{name:12s} wall {wall:6.2f} s  cpu {cpu:6.2f} s  rate {rate:.3g}  cv R2 {cv_metric:.4f}  test R2 {test_metric:.4f}'
+"""How a method's record is printed as it comes."""
 
 
 def run_once(args) -> dict:
@@ -182,43 +144,21 @@ def run_once(args) -> dict:
   rates, alphas = _grids(args)
   fold_ids = sweep.shuffled_folds(len(data[2]), args.folds)
   print(comparison.header('diabetes', data, args), flush=True)
-  run = {'order': methods(args), 'load': [timing.load()], 'methods': {}}
-  for name in run['order']:
-    base = name.removesuffix(' (warm)')
-    if base == 'sklearn':
-      r = run_sklearn(args, data, alphas, fold_ids)
-    elif base == 'wdax':
-      r = run_wdax(args, data, rates)
-    else:
-      r = run_loop(base, args, data, rates, fold_ids)
-    run['methods'][name] = r
-    print(
-        f'{name:12s} wall {r["wall"]:6.2f} s  cpu {r["cpu"]:6.2f} s  rate {r["rate"]:.3g}  '
-        f'cv R2 {r["cv_metric"]:.4f}  test R2 {r["test_metric"]:.4f}',
-        flush=True,
-    )
-  run['load'].append(timing.load())
-  rank = ['wdax', 'scan', 'loop', 'sklearn']
-  key = lambda n: (n.endswith('(warm)'), rank.index(n.removesuffix(' (warm)')))  # noqa: E731
-  run['methods'] = {n: run['methods'][n] for n in sorted(run['methods'], key=key)}
-  return run
+
+  def measure(method):
+    if method == 'sklearn':
+      return run_sklearn(args, data, alphas, fold_ids)
+    if method == 'wdax':
+      return run_wdax(args, data, rates)
+    return run_loop(method, args, data, rates, fold_ids)
+
+  return comparison.run(comparison.methods(args), measure, LINE)
 
 
 PAIRS = [
     ('wdax', 'sklearn'), ('wdax', 'scan'), ('wdax', 'loop'),
     ('wdax (warm)', 'sklearn'), ('wdax (warm)', 'scan (warm)'), ('wdax (warm)', 'loop (warm)'),
 ]
-
-
-def agreement(run: dict) -> list[str]:
-  m = run['methods']
-  if 'wdax' not in m or 'scan' not in m:
-    return []
-  a, b = np.asarray(m['wdax']['cv_losses']), np.asarray(m['scan']['cv_losses'])
-  return [
-      f'- scan and wdax train the same models: their mean validation losses differ '
-      f'by at most {np.max(np.abs(a - b) / np.abs(a)):.1e} (relative) over the {len(a)} rates'
-  ]
 
 
 def run_splits(args) -> list[str]:
@@ -316,15 +256,10 @@ def main() -> None:
     with open(args.json, 'w') as f:
       json.dump({'phases': run_phases(args)}, f)
     return
-  if args.runs > 1 and args.child is None:
-    runs = timing.repeat(__file__, sys.argv[1:], args.runs, flags=('--phases',))
-  else:
-    runs = [run_once(args)]
-    if args.json:
-      with open(args.json, 'w') as f:
-        json.dump(runs[0], f)
-      return
-  lines = timing.summarise(runs, PAIRS, 'R^2') + agreement(runs[0])
+  runs = comparison.runs(__file__, args, run_once, flags=('--phases',))
+  if runs is None:  # a child of --runs: its run went to --json
+    return
+  lines = timing.summarise(runs, PAIRS, 'R^2') + comparison.agreement(runs[0])
   print('\n'.join(lines))
   if args.phases:
     phases = run_phases(args)
@@ -335,7 +270,7 @@ def main() -> None:
   if args.tune:
     lines += ['', "wdax's settings, by cross-validated R^2:", '', *run_tune(args)]
   if args.results:
-    comparison.append_results(__file__, sys.argv[1:], 'Diabetes', args, lines)
+    comparison.append_results(__file__, 'Diabetes', args, lines)
 
 
 if __name__ == '__main__':

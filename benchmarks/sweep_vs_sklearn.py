@@ -43,10 +43,7 @@ from the command line first thing. The loops run on the first device.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
-import warnings
 
 import comparison
 import timing
@@ -101,55 +98,28 @@ def digits():
 
 
 def run_sklearn(args, data, alphas):
-  from sklearn.exceptions import ConvergenceWarning
-  from sklearn.model_selection import GridSearchCV
   from sklearn.model_selection import StratifiedKFold
   from sklearn.neural_network import MLPClassifier
 
-  x_train, x_test, y_train, y_test = data
   mlp = MLPClassifier(
       hidden_layer_sizes=(args.hidden,), random_state=0, max_iter=5 if args.quick else 200,
   )
-  search = GridSearchCV(mlp, {'alpha': alphas}, cv=StratifiedKFold(args.folds), n_jobs=args.sklearn_jobs)
-  with warnings.catch_warnings(), timing.threads(args.sklearn_threads):
-    warnings.simplefilter('ignore', ConvergenceWarning)
-    with timing.Timer() as t:
-      search.fit(x_train, y_train)
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': float(search.best_params_['alpha']),
-      'cv_metric': float(search.best_score_),
-      'test_metric': float(search.score(x_test, y_test)),
-  }
-
-
-def _choice(criterion: str) -> dict:
-  """``select``'s metric and mode for a --criterion."""
-  if criterion == 'loss':
-    return {'metric': 'val_loss', 'mode': 'min'}
-  return {'metric': 'val_accuracy', 'mode': 'max'}
+  return comparison.sklearn_search(mlp, alphas, StratifiedKFold(args.folds), args, data)[0]
 
 
 def run_wdax(args, data, rates):
   x_train, x_test, y_train, y_test = data
   task = sweep.classifier(sweep.MLP(hidden=(args.hidden,), outputs=10))
-  with timing.Timer() as t:
-    found = sweep.select(
-        task, {'x': x_train, 'y': y_train}, {'rate': rates},
-        optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK),
-        test={'x': x_test, 'y': y_test}, folds=args.folds, epochs=args.epochs,
-        batch_size=args.batch_size, devices=args.devices, evals=args.evals,
-        **_choice(args.criterion),
-    )
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': found.choice.point['rate'],
-      'cv_metric': float(found.result.summary('val_accuracy')[0][found.choice.index]),
-      'test_metric': found.refit.test['accuracy'],
-      'cv_losses': found.result.summary('val_loss')[0].tolist(),
-      'chunk_size': found.result.chunk_size,
-      'chunks': found.result.chunks,
-  }
+  return comparison.timed_select(
+      lambda: sweep.select(
+          task, {'x': x_train, 'y': y_train}, {'rate': rates},
+          optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK),
+          test={'x': x_test, 'y': y_test}, folds=args.folds, epochs=args.epochs,
+          batch_size=args.batch_size, devices=args.devices, evals=args.evals,
+          **comparison.choice(args.criterion),
+      ),
+      'accuracy',
+  )
 
 
 def run_loop(name, args, data, rates):
@@ -157,9 +127,7 @@ def run_loop(name, args, data, rates):
       'classify', args.hidden, 10, args.lr, args.epochs, args.batch_size
   )
   folds = sweep.stratified_folds(data[2], args.folds)
-  with timing.Timer() as t:
-    out = baselines.LOOPS[name](problem, data, rates, folds, args.criterion)
-  return {'wall': t.wall, 'cpu': t.cpu, **out}
+  return timing.timed(baselines.LOOPS[name], problem, data, rates, folds, args.criterion)
 
 
 def run_stability(args, data, rates) -> list[str]:
@@ -187,56 +155,36 @@ def run_stability(args, data, rates) -> list[str]:
     )
     row = [str(fold_seed)]
     for criterion in ('loss', 'accuracy'):
-      rate = result.best(**_choice(criterion))['rate']
+      rate = result.best(**comparison.choice(criterion))['rate']
       row += [f'{rate:.3g}', f'{test_accuracy(rate):.4f}']
     lines.append('| ' + ' | '.join(row) + ' |')
     print(lines[-1], flush=True)
   return lines
 
 
-def methods(args) -> list[str]:
-  """The methods of this run, in the order this run times them."""
-  cold = [n for n in ('wdax', 'scan', 'loop', 'sklearn') if n not in args.skip]
-  if args.naive:
-    cold.append('loop (naive)')
-  order = timing.rotated(cold, args.child or 0)
-  if args.warm:
-    warm = [n for n in ('wdax', 'scan', 'loop') if n not in args.skip]
-    order += [f'{n} (warm)' for n in timing.rotated(warm, args.child or 0)]
-  return order
+LINE = '{name:13s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  rate {rate:.3g}  cv {cv_metric:.4f}  test {test_metric:.4f}'
+"""How a method's record is printed as it comes."""
 
 
 def run_once(args) -> dict:
   data = digits()
-  rates = np.logspace(np.log10(args.low), np.log10(args.high), args.rates)
+  rates = comparison.rates(args)
   n_sk = args.sklearn_rates or args.rates
   alphas = np.logspace(-5, 1, n_sk)
   print(comparison.header('digits', data, args), flush=True)
-  run = {'order': methods(args), 'load': [timing.load()], 'methods': {}}
-  for name in run['order']:
-    base = name.removesuffix(' (warm)')
-    if base == 'sklearn':
+
+  def measure(method):
+    if method == 'sklearn':
       r = run_sklearn(args, data, alphas)
       if n_sk < args.rates:
         r['measured_wall'], r['wall'] = r['wall'], r['wall'] * args.rates / n_sk
-    elif base == 'wdax':
-      r = run_wdax(args, data, rates)
-    else:
-      r = run_loop(base, args, data, rates)
-    run['methods'][name] = r
-    print(
-        f'{name:13s} wall {r["wall"]:7.2f} s  cpu {r["cpu"]:7.2f} s  rate {r["rate"]:.3g}  '
-        f'cv {r["cv_metric"]:.4f}  test {r["test_metric"]:.4f}',
-        flush=True,
-    )
-  run['load'].append(timing.load())
-  run['methods'] = {n: run['methods'][n] for n in sorted(run['methods'], key=_rank)}
-  return run
+      return r
+    if method == 'wdax':
+      return run_wdax(args, data, rates)
+    return run_loop(method, args, data, rates)
 
-
-def _rank(name: str) -> tuple[int, int]:
-  names = ('wdax', 'scan', 'loop', 'sklearn', 'loop (naive)')
-  return (name.endswith('(warm)'), names.index(name.removesuffix(' (warm)')))
+  order = comparison.methods(args, ['loop (naive)'] if args.naive else [])
+  return comparison.run(order, measure, LINE)
 
 
 PAIRS = [
@@ -245,40 +193,20 @@ PAIRS = [
 ]
 
 
-def agreement(runs: list[dict]) -> list[str]:
-  """How far the scan loop's mean validation losses are from wdax's."""
-  lines = []
-  for run in runs[:1]:
-    m = run['methods']
-    if 'wdax' in m and 'scan' in m:
-      a, b = np.asarray(m['wdax']['cv_losses']), np.asarray(m['scan']['cv_losses'])
-      lines.append(
-          f'- scan and wdax train the same models: their mean validation losses '
-          f'differ by at most {np.max(np.abs(a - b) / np.abs(a)):.1e} (relative) '
-          f'over the {len(a)} rates'
-      )
-  return lines
-
-
 def main() -> None:
   args = ARGS or _parse()
-  if args.runs > 1 and args.child is None:
-    runs = timing.repeat(__file__, sys.argv[1:], args.runs)
-  else:
-    runs = [run_once(args)]
-    if args.json:
-      with open(args.json, 'w') as f:
-        json.dump(runs[0], f)
-      return
-  lines = timing.summarise(runs, PAIRS, 'accuracy') + agreement(runs)
+  runs = comparison.runs(__file__, args, run_once)
+  if runs is None:  # a child of --runs: its run went to --json
+    return
+  lines = timing.summarise(runs, PAIRS, 'accuracy') + comparison.agreement(runs[0])
   if any('measured_wall' in r['methods'].get('sklearn', {}) for r in runs):
     lines.append(f'- sklearn fitted {args.sklearn_rates} alphas; its times are scaled to {args.rates}')
   print('\n'.join(lines))
   stability = []
   if args.stability:
-    stability = ['', 'Choices under other fold assignments:', '', *run_stability(args, digits(), np.logspace(np.log10(args.low), np.log10(args.high), args.rates))]
+    stability = ['', 'Choices under other fold assignments:', '', *run_stability(args, digits(), comparison.rates(args))]
   if args.results:
-    comparison.append_results(__file__, sys.argv[1:], 'Digits', args, lines + stability)
+    comparison.append_results(__file__, 'Digits', args, lines + stability)
 
 
 if __name__ == '__main__':
