@@ -29,33 +29,61 @@ from typing import Any
 import numpy as np
 import timing
 
+_HELPED = ('rates', 'folds', 'epochs', 'hidden', 'batch_size', 'lr', 'low')
 
-def parser(doc: str) -> argparse.ArgumentParser:
+
+def parser(doc: str, hidden_default: int, **helps: str) -> argparse.ArgumentParser:
   """A parser whose description is ``doc``'s first paragraph and whose
-  epilog is the rest, as written."""
-  return argparse.ArgumentParser(
+  epilog is the rest, as written, with the options of the grid and the
+  training: ``--quick``, ``--rates``, ``--folds``, ``--epochs``, ``--hidden``
+  (by default ``hidden_default`` units), ``--batch-size``, ``--lr``,
+  ``--low`` and ``--high``. ``helps`` holds the script's own help for any of
+  ``rates`` to ``low``, by destination."""
+  unknown = sorted(set(helps) - set(_HELPED))
+  if unknown:
+    raise TypeError(f'parser: helps {unknown} name no option; these take one: {list(_HELPED)}')
+  parser = argparse.ArgumentParser(
       description=doc.split('\n\n')[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog='\n\n'.join(doc.split('\n\n')[1:]),
   )
+  parser.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 2 epochs, sklearn on 2 alphas with max_iter=5')
+  parser.add_argument('--rates', type=int, default=16, help=helps.get('rates'))
+  parser.add_argument('--folds', type=int, default=5, help=helps.get('folds'))
+  parser.add_argument('--epochs', type=int, default=20, help=helps.get('epochs'))
+  parser.add_argument('--hidden', type=int, default=hidden_default, help=helps.get('hidden'))
+  parser.add_argument('--batch-size', type=int, default=32, help=helps.get('batch_size'))
+  parser.add_argument('--lr', type=float, default=3e-3, help=helps.get('lr'))
+  parser.add_argument('--low', type=float, default=1e-3, help=helps.get('low'))
+  parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
+  return parser
 
 
-def add_method_options(parser: argparse.ArgumentParser) -> None:
-  """``--evals``, ``--sklearn-jobs``, ``--sklearn-threads`` and ``--skip``:
-  how the methods run, and which do not."""
+def add_method_options(parser: argparse.ArgumentParser, metric: str, devices_help: str, criterion_help: str) -> None:
+  """``--evals``, ``--sklearn-jobs``, ``--sklearn-threads``, ``--skip``,
+  ``--devices`` and ``--criterion`` (``'loss'`` or ``metric``): how the
+  methods run and choose, and which do not run. The help of the last two is
+  the script's own."""
   parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
   parser.add_argument('--sklearn-jobs', type=int, default=None, help="GridSearchCV's n_jobs (default None: one process, as today; its workers' CPU time is not counted)")
   parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
   parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
+  parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help=devices_help)
+  parser.add_argument('--criterion', choices=['loss', metric], default='loss', help=criterion_help)
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-  """``--runs`` and ``--results``, and the hidden ``--child`` and ``--json``
-  by which :func:`timing.repeat` starts each run."""
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+  """Adds ``--runs`` and ``--results`` last (and the hidden ``--child`` and
+  ``--json`` by which :func:`timing.repeat` starts each run), parses
+  ``argv``, and gives ``--quick`` its 4 rates, 3 folds and 2 epochs."""
   parser.add_argument('--runs', type=int, default=1, help='fresh processes to run, the order of the methods rotated (default 1: this one)')
   parser.add_argument('--results', default=None, help='append a section with the figures to this Markdown file')
   parser.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
   parser.add_argument('--json', default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.quick:
+    args.rates, args.folds, args.epochs = 4, 3, 2
+  return args
 
 
 def host_devices(count: int | None) -> None:

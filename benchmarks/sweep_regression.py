@@ -50,29 +50,14 @@ import timing
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = comparison.parser(__doc__)
-  parser.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 2 epochs, sklearn on 2 alphas with max_iter=5')
-  parser.add_argument('--rates', type=int, default=16, help='grid size, sklearn and wdax alike (default 16)')
-  parser.add_argument('--folds', type=int, default=5)
-  parser.add_argument('--epochs', type=int, default=20)
-  parser.add_argument('--hidden', type=int, default=100, help="hidden units of every method's MLP (default 100, sklearn's default)")
-  parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--lr', type=float, default=3e-3)
-  parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3)')
-  parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
+  parser = comparison.parser(__doc__, hidden_default=100, rates='grid size, sklearn and wdax alike (default 16)', hidden="hidden units of every method's MLP (default 100, sklearn's default)", low='smallest rate of the loops and wdax (default 1e-3)')
   parser.add_argument('--chunk-size', type=int, default=None, help="wdax's chunk_size (default: its own planning)")
-  comparison.add_method_options(parser)
-  parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core)')
-  parser.add_argument('--criterion', choices=['loss', 'r2'], default='loss', help='how the loops and wdax choose (default: validation loss); sklearn scores by R^2, as GridSearchCV does by default')
+  comparison.add_method_options(parser, 'r2', devices_help='devices for wdax; on CPU, host devices (default: one per core)', criterion_help='how the loops and wdax choose (default: validation loss); sklearn scores by R^2, as GridSearchCV does by default')
   parser.add_argument('--warm', action='store_true', help='also time the JAX methods a second time in the same process (compiled code cached)')
   parser.add_argument('--splits', type=int, default=0, metavar='K', help="also compare sklearn's and wdax's test R^2 over K hold-outs (seeds 0..K-1)")
   parser.add_argument('--phases', action='store_true', help="also time the phases of a cold wdax call (tracing, lowering, XLA compilation, training, refit) in a fresh process")
   parser.add_argument('--tune', action='store_true', help="also print wdax's cross-validated R^2 over epochs x batch size x lr")
-  comparison.add_run_options(parser)
-  args = parser.parse_args(argv)
-  if args.quick:
-    args.rates, args.folds, args.epochs = 4, 3, 2
-  return args
+  return comparison.parse(parser, argv)
 
 
 ARGS = _parse() if __name__ == '__main__' else None

@@ -43,34 +43,20 @@ from the command line first thing. The loops run on the first device.
 from __future__ import annotations
 
 import argparse
-import os
 
 import comparison
 import timing
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = comparison.parser(__doc__)
-  parser.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 2 epochs, sklearn on 2 alphas with max_iter=5')
-  parser.add_argument('--rates', type=int, default=16, help='grid size (default 16)')
-  parser.add_argument('--folds', type=int, default=5)
-  parser.add_argument('--epochs', type=int, default=20, help='epochs of the loops and wdax (default 20)')
-  parser.add_argument('--hidden', type=int, default=256)
-  parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--lr', type=float, default=3e-3)
-  parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3, as wdax sweep)')
-  parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
+  parser = comparison.parser(__doc__, hidden_default=256, rates='grid size (default 16)', epochs='epochs of the loops and wdax (default 20)', low='smallest rate of the loops and wdax (default 1e-3, as wdax sweep)')
   parser.add_argument('--sklearn-rates', type=int, default=None, help='alphas sklearn fits (default: --rates)')
-  comparison.add_method_options(parser)
-  parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)')
-  parser.add_argument('--criterion', choices=['loss', 'accuracy'], default='loss', help='how the loops and wdax choose the rate (default: validation loss, as wdax sweep); sklearn scores by accuracy, as GridSearchCV does by default')
+  comparison.add_method_options(parser, 'accuracy', devices_help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)', criterion_help='how the loops and wdax choose the rate (default: validation loss, as wdax sweep); sklearn scores by accuracy, as GridSearchCV does by default')
   parser.add_argument('--naive', action='store_true', help='also time the step loop as often written, with the optimiser in a TrainState, which compiles the step once per training')
   parser.add_argument('--warm', action='store_true', help='also time the JAX methods a second time in the same process (compiled code cached)')
   parser.add_argument('--stability', type=int, default=0, metavar='N', help='also cross-validate with N fold assignments (fold_seed 0..N-1) and report the rate each criterion chooses and its refit test accuracy')
-  comparison.add_run_options(parser)
-  args = parser.parse_args(argv)
+  args = comparison.parse(parser, argv)
   if args.quick:
-    args.rates, args.folds, args.epochs = 4, 3, 2
     args.sklearn_rates = args.sklearn_rates or 2
   return args
 
