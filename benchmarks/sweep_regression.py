@@ -42,58 +42,29 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import sys
 import time
-import warnings
 
+import comparison
 import timing
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split('\n\n')[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog='\n\n'.join(__doc__.split('\n\n')[1:]),
-  )
-  parser.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 2 epochs, sklearn on 2 alphas with max_iter=5')
-  parser.add_argument('--rates', type=int, default=16, help='grid size, sklearn and wdax alike (default 16)')
-  parser.add_argument('--folds', type=int, default=5)
-  parser.add_argument('--epochs', type=int, default=20)
-  parser.add_argument('--hidden', type=int, default=100, help="hidden units of every method's MLP (default 100, sklearn's default)")
-  parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--lr', type=float, default=3e-3)
-  parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3)')
-  parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
+  parser = comparison.parser(__doc__, hidden_default=100, rates='grid size, sklearn and wdax alike (default 16)', hidden="hidden units of every method's MLP (default 100, sklearn's default)", low='smallest rate of the loops and wdax (default 1e-3)')
   parser.add_argument('--chunk-size', type=int, default=None, help="wdax's chunk_size (default: its own planning)")
-  parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
-  parser.add_argument('--sklearn-jobs', type=int, default=None, help="GridSearchCV's n_jobs (default None: one process, as today; its workers' CPU time is not counted)")
-  parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
-  parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
-  parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core)')
-  parser.add_argument('--criterion', choices=['loss', 'r2'], default='loss', help='how the loops and wdax choose (default: validation loss); sklearn scores by R^2, as GridSearchCV does by default')
+  comparison.add_method_options(parser, 'r2', devices_help='devices for wdax; on CPU, host devices (default: one per core)', criterion_help='how the loops and wdax choose (default: validation loss); sklearn scores by R^2, as GridSearchCV does by default')
   parser.add_argument('--warm', action='store_true', help='also time the JAX methods a second time in the same process (compiled code cached)')
   parser.add_argument('--splits', type=int, default=0, metavar='K', help="also compare sklearn's and wdax's test R^2 over K hold-outs (seeds 0..K-1)")
   parser.add_argument('--phases', action='store_true', help="also time the phases of a cold wdax call (tracing, lowering, XLA compilation, training, refit) in a fresh process")
   parser.add_argument('--tune', action='store_true', help="also print wdax's cross-validated R^2 over epochs x batch size x lr")
-  parser.add_argument('--runs', type=int, default=1, help='fresh processes to run, the order of the methods rotated (default 1: this one)')
-  parser.add_argument('--results', default=None, help='append a section with the figures to this Markdown file')
-  parser.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
-  parser.add_argument('--json', default=None, help=argparse.SUPPRESS)
-  args = parser.parse_args(argv)
-  if args.quick:
-    args.rates, args.folds, args.epochs = 4, 3, 2
-  return args
+  return comparison.parse(parser, argv)
 
 
 ARGS = _parse() if __name__ == '__main__' else None
-if ARGS is not None and ARGS.devices and 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (
-      os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={ARGS.devices}'
-  ).strip()
+if ARGS is not None:
+  comparison.host_devices(ARGS.devices)
 
 import baselines  # noqa: E402  (imports JAX: after XLA_FLAGS)
-import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
 from wdax import sweep  # noqa: E402
@@ -111,33 +82,14 @@ def diabetes(split: int = 0):
 
 
 def run_sklearn(args, data, alphas, fold_ids):
-  from sklearn.exceptions import ConvergenceWarning
-  from sklearn.model_selection import GridSearchCV
   from sklearn.model_selection import PredefinedSplit
   from sklearn.neural_network import MLPRegressor
 
-  x_train, x_test, y_train, y_test = data
   mlp = MLPRegressor(
       hidden_layer_sizes=(args.hidden,), random_state=0, max_iter=5 if args.quick else 200
   )
-  search = GridSearchCV(mlp, {'alpha': alphas}, cv=PredefinedSplit(fold_ids), n_jobs=args.sklearn_jobs)
-  with warnings.catch_warnings(), timing.threads(args.sklearn_threads):
-    warnings.simplefilter('ignore', ConvergenceWarning)
-    with timing.Timer() as t:
-      search.fit(x_train, y_train)
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': float(search.best_params_['alpha']),
-      'cv_metric': float(search.best_score_),
-      'test_metric': float(search.score(x_test, y_test)),
-      'epochs_run': int(search.best_estimator_.n_iter_),
-  }
-
-
-def _choice(criterion: str) -> dict:
-  if criterion == 'loss':
-    return {'metric': 'val_loss', 'mode': 'min'}
-  return {'metric': 'val_r2', 'mode': 'max'}
+  record, search = comparison.sklearn_search(mlp, alphas, PredefinedSplit(fold_ids), args, data)
+  return {**record, 'epochs_run': int(search.best_estimator_.n_iter_)}
 
 
 def _select(args, data, rates, **overrides):
@@ -145,7 +97,7 @@ def _select(args, data, rates, **overrides):
   settings = dict(
       optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK), folds=args.folds,
       epochs=args.epochs, batch_size=args.batch_size, devices=args.devices,
-      chunk_size=args.chunk_size, evals=args.evals, **_choice(args.criterion),
+      chunk_size=args.chunk_size, evals=args.evals, **comparison.choice(args.criterion),
   )
   settings.update(overrides)
   return sweep.select(
@@ -156,88 +108,42 @@ def _select(args, data, rates, **overrides):
 
 
 def run_wdax(args, data, rates):
-  with timing.Timer() as t:
-    found = _select(args, data, rates)
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': found.choice.point['rate'],
-      'cv_metric': float(found.result.summary('val_r2')[0][found.choice.index]),
-      'test_metric': found.refit.test['r2'],
-      'cv_losses': found.result.summary('val_loss')[0].tolist(),
-      'chunk_size': found.result.chunk_size,
-      'chunks': found.result.chunks,
-  }
+  return comparison.timed_select(lambda: _select(args, data, rates), 'r2')
 
 
 def run_loop(name, args, data, rates, fold_ids):
   problem = baselines.Problem('regress', args.hidden, 1, args.lr, args.epochs, args.batch_size)
-  with timing.Timer() as t:
-    out = baselines.LOOPS[name](problem, data, rates, fold_ids, args.criterion)
-  return {'wall': t.wall, 'cpu': t.cpu, **out}
-
-
-def methods(args) -> list[str]:
-  cold = [n for n in ('wdax', 'scan', 'loop', 'sklearn') if n not in args.skip]
-  order = timing.rotated(cold, args.child or 0)
-  if args.warm:
-    warm = [n for n in ('wdax', 'scan', 'loop') if n not in args.skip]
-    order += [f'{n} (warm)' for n in timing.rotated(warm, args.child or 0)]
-  return order
+  return timing.timed(baselines.LOOPS[name], problem, data, rates, fold_ids, args.criterion)
 
 
 def _grids(args):
-  rates = np.logspace(np.log10(args.low), np.log10(args.high), args.rates)
-  return rates, np.logspace(-5, 1, args.rates)
+  return comparison.rates(args), np.logspace(-5, 1, args.rates)
+
+
+LINE = '{name:12s} wall {wall:6.2f} s  cpu {cpu:6.2f} s  rate {rate:.3g}  cv R2 {cv_metric:.4f}  test R2 {test_metric:.4f}'
+"""How a method's record is printed as it comes."""
 
 
 def run_once(args) -> dict:
   data = diabetes()
   rates, alphas = _grids(args)
   fold_ids = sweep.shuffled_folds(len(data[2]), args.folds)
-  print(
-      f'diabetes: {len(data[2])} train / {len(data[3])} test; {args.rates} rates x '
-      f'{args.folds} folds; MLP({args.hidden}); {args.epochs} epochs, batch '
-      f'{args.batch_size}, lr {args.lr}; JAX on {jax.devices()[0].platform} x '
-      f'{jax.device_count()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})',
-      flush=True,
-  )
-  run = {'order': methods(args), 'load': [timing.load()], 'methods': {}}
-  for name in run['order']:
-    base = name.removesuffix(' (warm)')
-    if base == 'sklearn':
-      r = run_sklearn(args, data, alphas, fold_ids)
-    elif base == 'wdax':
-      r = run_wdax(args, data, rates)
-    else:
-      r = run_loop(base, args, data, rates, fold_ids)
-    run['methods'][name] = r
-    print(
-        f'{name:12s} wall {r["wall"]:6.2f} s  cpu {r["cpu"]:6.2f} s  rate {r["rate"]:.3g}  '
-        f'cv R2 {r["cv_metric"]:.4f}  test R2 {r["test_metric"]:.4f}',
-        flush=True,
-    )
-  run['load'].append(timing.load())
-  rank = ['wdax', 'scan', 'loop', 'sklearn']
-  key = lambda n: (n.endswith('(warm)'), rank.index(n.removesuffix(' (warm)')))  # noqa: E731
-  run['methods'] = {n: run['methods'][n] for n in sorted(run['methods'], key=key)}
-  return run
+  print(comparison.header('diabetes', data, args), flush=True)
+
+  def measure(method):
+    if method == 'sklearn':
+      return run_sklearn(args, data, alphas, fold_ids)
+    if method == 'wdax':
+      return run_wdax(args, data, rates)
+    return run_loop(method, args, data, rates, fold_ids)
+
+  return comparison.run(comparison.methods(args), measure, LINE)
 
 
 PAIRS = [
     ('wdax', 'sklearn'), ('wdax', 'scan'), ('wdax', 'loop'),
     ('wdax (warm)', 'sklearn'), ('wdax (warm)', 'scan (warm)'), ('wdax (warm)', 'loop (warm)'),
 ]
-
-
-def agreement(run: dict) -> list[str]:
-  m = run['methods']
-  if 'wdax' not in m or 'scan' not in m:
-    return []
-  a, b = np.asarray(m['wdax']['cv_losses']), np.asarray(m['scan']['cv_losses'])
-  return [
-      f'- scan and wdax train the same models: their mean validation losses differ '
-      f'by at most {np.max(np.abs(a - b) / np.abs(a)):.1e} (relative) over the {len(a)} rates'
-  ]
 
 
 def run_splits(args) -> list[str]:
@@ -335,15 +241,10 @@ def main() -> None:
     with open(args.json, 'w') as f:
       json.dump({'phases': run_phases(args)}, f)
     return
-  if args.runs > 1 and args.child is None:
-    runs = timing.repeat(__file__, sys.argv[1:], args.runs, flags=('--phases',))
-  else:
-    runs = [run_once(args)]
-    if args.json:
-      with open(args.json, 'w') as f:
-        json.dump(runs[0], f)
-      return
-  lines = timing.summarise(runs, PAIRS, 'R^2') + agreement(runs[0])
+  runs = comparison.runs(__file__, args, run_once, flags=('--phases',))
+  if runs is None:  # a child of --runs: its run went to --json
+    return
+  lines = timing.summarise(runs, PAIRS, 'R^2') + comparison.agreement(runs[0])
   print('\n'.join(lines))
   if args.phases:
     phases = run_phases(args)
@@ -354,23 +255,7 @@ def main() -> None:
   if args.tune:
     lines += ['', "wdax's settings, by cross-validated R^2:", '', *run_tune(args)]
   if args.results:
-    _append(args, lines)
-
-
-def _append(args, lines) -> None:
-  text = '\n'.join([
-      '',
-      f'`python benchmarks/sweep_regression.py {" ".join(sys.argv[1:])}` on '
-      f'{os.cpu_count()} CPUs, JAX {jax.__version__} ({jax.devices()[0].platform} x '
-      f'{jax.device_count()}). Diabetes, {args.rates} rates x {args.folds} folds, '
-      f'MLP({args.hidden}), {args.epochs} epochs, batch {args.batch_size}, lr '
-      f'{args.lr}; wall time includes compilation and the refit.',
-      '',
-      *lines,
-      '',
-  ])
-  with open(args.results, 'a') as f:
-    f.write(text)
+    comparison.append_results(__file__, 'Diabetes', args, lines)
 
 
 if __name__ == '__main__':

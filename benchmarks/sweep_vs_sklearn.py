@@ -43,59 +43,29 @@ from the command line first thing. The loops run on the first device.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
-import warnings
 
+import comparison
 import timing
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split('\n\n')[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog='\n\n'.join(__doc__.split('\n\n')[1:]),
-  )
-  parser.add_argument('--quick', action='store_true', help='a smoke run: 4 rates, 3 folds, 2 epochs, sklearn on 2 alphas with max_iter=5')
-  parser.add_argument('--rates', type=int, default=16, help='grid size (default 16)')
-  parser.add_argument('--folds', type=int, default=5)
-  parser.add_argument('--epochs', type=int, default=20, help='epochs of the loops and wdax (default 20)')
-  parser.add_argument('--hidden', type=int, default=256)
-  parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--lr', type=float, default=3e-3)
-  parser.add_argument('--low', type=float, default=1e-3, help='smallest rate of the loops and wdax (default 1e-3, as wdax sweep)')
-  parser.add_argument('--high', type=float, default=10.0, help='largest rate of the loops and wdax (default 10)')
+  parser = comparison.parser(__doc__, hidden_default=256, rates='grid size (default 16)', epochs='epochs of the loops and wdax (default 20)', low='smallest rate of the loops and wdax (default 1e-3, as wdax sweep)')
   parser.add_argument('--sklearn-rates', type=int, default=None, help='alphas sklearn fits (default: --rates)')
-  parser.add_argument('--evals', type=int, default=10, help="wdax's evaluations per training (default 10, its own; the loops evaluate once, at the end)")
-  parser.add_argument('--sklearn-jobs', type=int, default=None, help="GridSearchCV's n_jobs (default None: one process, as today; its workers' CPU time is not counted)")
-  parser.add_argument('--sklearn-threads', type=int, default=None, help="limit sklearn's BLAS/OpenMP threads (threadpoolctl; default: its own, one per core)")
-  parser.add_argument('--skip', action='append', default=[], choices=['sklearn', 'loop', 'scan', 'wdax'], help='leave a method out (repeatable)')
-  parser.add_argument('--devices', type=int, default=min(os.cpu_count() or 1, 8), help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)')
-  parser.add_argument('--criterion', choices=['loss', 'accuracy'], default='loss', help='how the loops and wdax choose the rate (default: validation loss, as wdax sweep); sklearn scores by accuracy, as GridSearchCV does by default')
+  comparison.add_method_options(parser, 'accuracy', devices_help='devices for wdax; on CPU, host devices (default: one per core, as wdax sweep)', criterion_help='how the loops and wdax choose the rate (default: validation loss, as wdax sweep); sklearn scores by accuracy, as GridSearchCV does by default')
   parser.add_argument('--naive', action='store_true', help='also time the step loop as often written, with the optimiser in a TrainState, which compiles the step once per training')
   parser.add_argument('--warm', action='store_true', help='also time the JAX methods a second time in the same process (compiled code cached)')
   parser.add_argument('--stability', type=int, default=0, metavar='N', help='also cross-validate with N fold assignments (fold_seed 0..N-1) and report the rate each criterion chooses and its refit test accuracy')
-  parser.add_argument('--runs', type=int, default=1, help='fresh processes to run, the order of the methods rotated (default 1: this one)')
-  parser.add_argument('--results', default=None, help='append a section with the figures to this Markdown file')
-  parser.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
-  parser.add_argument('--json', default=None, help=argparse.SUPPRESS)
-  args = parser.parse_args(argv)
+  args = comparison.parse(parser, argv)
   if args.quick:
-    args.rates, args.folds, args.epochs = 4, 3, 2
     args.sklearn_rates = args.sklearn_rates or 2
   return args
 
 
 ARGS = _parse() if __name__ == '__main__' else None
-if ARGS is not None and ARGS.devices and 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (
-      os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={ARGS.devices}'
-  ).strip()
+if ARGS is not None:
+  comparison.host_devices(ARGS.devices)
 
 import baselines  # noqa: E402  (imports JAX: after XLA_FLAGS)
-import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
 from wdax import sweep  # noqa: E402
@@ -114,55 +84,28 @@ def digits():
 
 
 def run_sklearn(args, data, alphas):
-  from sklearn.exceptions import ConvergenceWarning
-  from sklearn.model_selection import GridSearchCV
   from sklearn.model_selection import StratifiedKFold
   from sklearn.neural_network import MLPClassifier
 
-  x_train, x_test, y_train, y_test = data
   mlp = MLPClassifier(
       hidden_layer_sizes=(args.hidden,), random_state=0, max_iter=5 if args.quick else 200,
   )
-  search = GridSearchCV(mlp, {'alpha': alphas}, cv=StratifiedKFold(args.folds), n_jobs=args.sklearn_jobs)
-  with warnings.catch_warnings(), timing.threads(args.sklearn_threads):
-    warnings.simplefilter('ignore', ConvergenceWarning)
-    with timing.Timer() as t:
-      search.fit(x_train, y_train)
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': float(search.best_params_['alpha']),
-      'cv_metric': float(search.best_score_),
-      'test_metric': float(search.score(x_test, y_test)),
-  }
-
-
-def _choice(criterion: str) -> dict:
-  """``select``'s metric and mode for a --criterion."""
-  if criterion == 'loss':
-    return {'metric': 'val_loss', 'mode': 'min'}
-  return {'metric': 'val_accuracy', 'mode': 'max'}
+  return comparison.sklearn_search(mlp, alphas, StratifiedKFold(args.folds), args, data)[0]
 
 
 def run_wdax(args, data, rates):
   x_train, x_test, y_train, y_test = data
   task = sweep.classifier(sweep.MLP(hidden=(args.hidden,), outputs=10))
-  with timing.Timer() as t:
-    found = sweep.select(
-        task, {'x': x_train, 'y': y_train}, {'rate': rates},
-        optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK),
-        test={'x': x_test, 'y': y_test}, folds=args.folds, epochs=args.epochs,
-        batch_size=args.batch_size, devices=args.devices, evals=args.evals,
-        **_choice(args.criterion),
-    )
-  return {
-      'wall': t.wall, 'cpu': t.cpu,
-      'rate': found.choice.point['rate'],
-      'cv_metric': float(found.result.summary('val_accuracy')[0][found.choice.index]),
-      'test_metric': found.refit.test['accuracy'],
-      'cv_losses': found.result.summary('val_loss')[0].tolist(),
-      'chunk_size': found.result.chunk_size,
-      'chunks': found.result.chunks,
-  }
+  return comparison.timed_select(
+      lambda: sweep.select(
+          task, {'x': x_train, 'y': y_train}, {'rate': rates},
+          optimizer=sweep.kind('adamw', lr=args.lr, mask=baselines.MASK),
+          test={'x': x_test, 'y': y_test}, folds=args.folds, epochs=args.epochs,
+          batch_size=args.batch_size, devices=args.devices, evals=args.evals,
+          **comparison.choice(args.criterion),
+      ),
+      'accuracy',
+  )
 
 
 def run_loop(name, args, data, rates):
@@ -170,9 +113,7 @@ def run_loop(name, args, data, rates):
       'classify', args.hidden, 10, args.lr, args.epochs, args.batch_size
   )
   folds = sweep.stratified_folds(data[2], args.folds)
-  with timing.Timer() as t:
-    out = baselines.LOOPS[name](problem, data, rates, folds, args.criterion)
-  return {'wall': t.wall, 'cpu': t.cpu, **out}
+  return timing.timed(baselines.LOOPS[name], problem, data, rates, folds, args.criterion)
 
 
 def run_stability(args, data, rates) -> list[str]:
@@ -200,62 +141,36 @@ def run_stability(args, data, rates) -> list[str]:
     )
     row = [str(fold_seed)]
     for criterion in ('loss', 'accuracy'):
-      rate = result.best(**_choice(criterion))['rate']
+      rate = result.best(**comparison.choice(criterion))['rate']
       row += [f'{rate:.3g}', f'{test_accuracy(rate):.4f}']
     lines.append('| ' + ' | '.join(row) + ' |')
     print(lines[-1], flush=True)
   return lines
 
 
-def methods(args) -> list[str]:
-  """The methods of this run, in the order this run times them."""
-  cold = [n for n in ('wdax', 'scan', 'loop', 'sklearn') if n not in args.skip]
-  if args.naive:
-    cold.append('loop (naive)')
-  order = timing.rotated(cold, args.child or 0)
-  if args.warm:
-    warm = [n for n in ('wdax', 'scan', 'loop') if n not in args.skip]
-    order += [f'{n} (warm)' for n in timing.rotated(warm, args.child or 0)]
-  return order
+LINE = '{name:13s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  rate {rate:.3g}  cv {cv_metric:.4f}  test {test_metric:.4f}'
+"""How a method's record is printed as it comes."""
 
 
 def run_once(args) -> dict:
   data = digits()
-  rates = np.logspace(np.log10(args.low), np.log10(args.high), args.rates)
+  rates = comparison.rates(args)
   n_sk = args.sklearn_rates or args.rates
   alphas = np.logspace(-5, 1, n_sk)
-  print(
-      f'digits: {len(data[2])} train / {len(data[3])} test; {args.rates} rates x '
-      f'{args.folds} folds; MLP({args.hidden}); {args.epochs} epochs, batch '
-      f'{args.batch_size}, lr {args.lr}; JAX on {jax.devices()[0].platform} x '
-      f'{jax.device_count()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})',
-      flush=True,
-  )
-  run = {'order': methods(args), 'load': [timing.load()], 'methods': {}}
-  for name in run['order']:
-    base = name.removesuffix(' (warm)')
-    if base == 'sklearn':
+  print(comparison.header('digits', data, args), flush=True)
+
+  def measure(method):
+    if method == 'sklearn':
       r = run_sklearn(args, data, alphas)
       if n_sk < args.rates:
         r['measured_wall'], r['wall'] = r['wall'], r['wall'] * args.rates / n_sk
-    elif base == 'wdax':
-      r = run_wdax(args, data, rates)
-    else:
-      r = run_loop(base, args, data, rates)
-    run['methods'][name] = r
-    print(
-        f'{name:13s} wall {r["wall"]:7.2f} s  cpu {r["cpu"]:7.2f} s  rate {r["rate"]:.3g}  '
-        f'cv {r["cv_metric"]:.4f}  test {r["test_metric"]:.4f}',
-        flush=True,
-    )
-  run['load'].append(timing.load())
-  run['methods'] = {n: run['methods'][n] for n in sorted(run['methods'], key=_rank)}
-  return run
+      return r
+    if method == 'wdax':
+      return run_wdax(args, data, rates)
+    return run_loop(method, args, data, rates)
 
-
-def _rank(name: str) -> tuple[int, int]:
-  names = ('wdax', 'scan', 'loop', 'sklearn', 'loop (naive)')
-  return (name.endswith('(warm)'), names.index(name.removesuffix(' (warm)')))
+  order = comparison.methods(args, ['loop (naive)'] if args.naive else [])
+  return comparison.run(order, measure, LINE)
 
 
 PAIRS = [
@@ -264,56 +179,20 @@ PAIRS = [
 ]
 
 
-def agreement(runs: list[dict]) -> list[str]:
-  """How far the scan loop's mean validation losses are from wdax's."""
-  lines = []
-  for run in runs[:1]:
-    m = run['methods']
-    if 'wdax' in m and 'scan' in m:
-      a, b = np.asarray(m['wdax']['cv_losses']), np.asarray(m['scan']['cv_losses'])
-      lines.append(
-          f'- scan and wdax train the same models: their mean validation losses '
-          f'differ by at most {np.max(np.abs(a - b) / np.abs(a)):.1e} (relative) '
-          f'over the {len(a)} rates'
-      )
-  return lines
-
-
 def main() -> None:
   args = ARGS or _parse()
-  if args.runs > 1 and args.child is None:
-    runs = timing.repeat(__file__, sys.argv[1:], args.runs)
-  else:
-    runs = [run_once(args)]
-    if args.json:
-      with open(args.json, 'w') as f:
-        json.dump(runs[0], f)
-      return
-  lines = timing.summarise(runs, PAIRS, 'accuracy') + agreement(runs)
+  runs = comparison.runs(__file__, args, run_once)
+  if runs is None:  # a child of --runs: its run went to --json
+    return
+  lines = timing.summarise(runs, PAIRS, 'accuracy') + comparison.agreement(runs[0])
   if any('measured_wall' in r['methods'].get('sklearn', {}) for r in runs):
     lines.append(f'- sklearn fitted {args.sklearn_rates} alphas; its times are scaled to {args.rates}')
   print('\n'.join(lines))
   stability = []
   if args.stability:
-    stability = ['', 'Choices under other fold assignments:', '', *run_stability(args, digits(), np.logspace(np.log10(args.low), np.log10(args.high), args.rates))]
+    stability = ['', 'Choices under other fold assignments:', '', *run_stability(args, digits(), comparison.rates(args))]
   if args.results:
-    _append(args, lines + stability)
-
-
-def _append(args, lines) -> None:
-  text = '\n'.join([
-      '',
-      f'`python benchmarks/sweep_vs_sklearn.py {" ".join(sys.argv[1:])}` on '
-      f'{os.cpu_count()} CPUs, JAX {jax.__version__} ({jax.devices()[0].platform} x '
-      f'{jax.device_count()}). Digits, {args.rates} rates x {args.folds} folds, '
-      f'MLP({args.hidden}), {args.epochs} epochs, batch {args.batch_size}, lr '
-      f'{args.lr}; wall time includes compilation and the refit.',
-      '',
-      *lines,
-      '',
-  ])
-  with open(args.results, 'a') as f:
-    f.write(text)
+    comparison.append_results(__file__, 'Digits', args, lines + stability)
 
 
 if __name__ == '__main__':

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from collections.abc import Sequence
 
 
@@ -38,6 +39,14 @@ class Timer:
   def __exit__(self, *exc):
     self.wall = time.perf_counter() - self.wall
     self.cpu = cpu() - self.cpu
+
+
+def timed(fn: Callable[..., dict], *args, **kwargs) -> dict:
+  """``fn(*args, **kwargs)``, a dict, after the call's ``wall`` and ``cpu``
+  seconds."""
+  with Timer() as t:
+    out = fn(*args, **kwargs)
+  return {'wall': t.wall, 'cpu': t.cpu, **out}
 
 
 def threads(limit: int | None):
