@@ -25,12 +25,8 @@ match ``chain(wdax.l2, optax.adam)``. Results and analysis are in
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import platform
-import re
-import statistics
-import time
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import step_timing
 
 import wdax
 
@@ -325,21 +322,6 @@ def extra_variants() -> dict[str, Callable[[], optax.GradientTransformation]]:
   }
 
 
-def fresh(tx: optax.GradientTransformation, params: Any) -> tuple[Any, Any]:
-  """New params and optimiser state, built by one compiled program."""
-  return jax.jit(lambda p: (jax.tree.map(jnp.copy, p), tx.init(p)))(params)
-
-
-def make_step(
-    tx: optax.GradientTransformation, options: dict[str, Any] | None = None
-):
-  def step(params, state, grads):
-    updates, state = tx.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-
-  return jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
-
-
 def check_prototypes() -> None:
   """Asserts that each prototype matches the chain it stands in for."""
   rng = np.random.default_rng(1)
@@ -366,8 +348,8 @@ def check_prototypes() -> None:
 
   def run(tx):
     if id(tx) not in cache:
-      step = make_step(tx)
-      p, s = fresh(tx, params)
+      step = step_timing.make_step(tx)
+      p, s = step_timing.fresh(tx, params)
       for _ in range(3):
         p, s = step(p, s, grads)
       cache[id(tx)] = p
@@ -379,135 +361,6 @@ def check_prototypes() -> None:
         run(proto),
         run(reference),
     )
-
-
-def compiled_stats(step, *args) -> tuple[int, float]:
-  """Array kernels per step and bytes accessed, from the compiled HLO."""
-  compiled = step.lower(*args).compile()
-  text = compiled.as_text()
-  kernels = 0
-  for line in text[text.index('\nENTRY') :].splitlines()[1:]:
-    found = re.search(r'= (.*?) ([a-z][a-z0-9-]*)\(', line)
-    if not found:
-      continue
-    shape, op = found.groups()
-    if op in ('parameter', 'tuple', 'get-tuple-element', 'bitcast', 'constant'):
-      continue
-    if not re.match(r'[a-z0-9]+\[\]', shape):
-      kernels += 1
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  return kernels, float(cost.get('bytes accessed', float('nan')))
-
-
-class Result(NamedTuple):
-  wall: list[float]  # seconds per step, one entry per timed run
-  cpu: list[float]  # process CPU seconds per step, one entry per timed run
-  paired: list[float]  # CPU time over that of the adjacent reference run
-  kernels: int
-  bytes: float
-
-
-_REFERENCE = object()  # key of the pacing copy of the baseline
-
-
-def bench(
-    params: Any,
-    factories: dict[str, Callable[[], optax.GradientTransformation]],
-    *,
-    repeats: int,
-    steps_per_run: int,
-) -> dict[str, Result]:
-  """Times each variant ``repeats`` times, each run next to a reference run.
-
-  The reference is a private copy of the first (baseline) variant. Every
-  repeat visits all variants, the baseline included, in an order rotated from
-  the last repeat's, and runs the reference right before or right after each,
-  alternately. The paired ratio compares runs a few milliseconds apart, so
-  drift in the machine's load cancels, and every variant, the baseline too,
-  is measured the same way, so whatever running often does for the reference
-  (it stays in cache, say) does not favour the baseline.
-  """
-  grads = jax.jit(
-      lambda t: jax.tree.map(lambda p: 1e-3 * jnp.sign(p) + p, t)
-  )(params)
-  names = list(factories)
-  keys = [*names, _REFERENCE]
-
-  def prepare(key):
-    name = names[0] if key is _REFERENCE else key
-    tx = factories[name]()
-    step = make_step(tx, compiler_options(name))
-    p, s = fresh(tx, params)
-    return step, p, s, compiled_stats(step, p, s, grads)
-
-  # XLA compiles outside the GIL, so variants compile side by side.
-  with concurrent.futures.ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
-    prepared = dict(zip(keys, pool.map(prepare, keys)))
-  runs, stats = {}, {}
-  for key, (step, p, s, stat) in prepared.items():
-    stats[key] = stat
-    p, s = step(p, s, grads)  # the compiled program is cached: no recompile
-    runs[key] = [step, p, s]
-
-  def timed(key: Any) -> tuple[float, float]:
-    step, p, s = runs[key]
-    p, s = step(p, s, grads)  # untimed: brings this variant's arrays to cache
-    jax.block_until_ready((p, s))
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(steps_per_run):
-      p, s = step(p, s, grads)
-    jax.block_until_ready((p, s))
-    runs[key][1:] = [p, s]
-    return (
-        (time.perf_counter() - t0) / steps_per_run,
-        (time.process_time() - c0) / steps_per_run,
-    )
-
-  samples: dict[str, tuple[list[float], list[float], list[float]]] = {
-      name: ([], [], []) for name in names
-  }
-  for r in range(repeats):
-    k = r % len(names)
-    for name in names[k:] + names[:k]:
-      # Reference first on even repeats, second on odd: whatever running
-      # second does to a run (cache, allocator, clock) falls on both alike.
-      if r % 2 == 0:
-        _, ref_cpu = timed(_REFERENCE)
-        wall, cpu = timed(name)
-      else:
-        wall, cpu = timed(name)
-        _, ref_cpu = timed(_REFERENCE)
-      samples[name][0].append(wall)
-      samples[name][1].append(cpu)
-      samples[name][2].append(cpu / ref_cpu)
-  return {n: Result(*samples[n], *stats[n]) for n in names}
-
-
-def table(results: dict[str, Result], baseline: str) -> str:
-  """Medians, ratios to the baseline and what XLA compiled, one row each.
-
-  ``x adam`` after ``ms/step`` is the ratio of median wall times; ``paired``
-  is the median CPU time over the adjacent reference run's, divided by the
-  baseline's; the last three columns come from the compiled program.
-  """
-  base = results[baseline]
-  wall0 = statistics.median(base.wall)
-  paired0 = statistics.median(base.paired)
-  width = max(len(n) for n in results)
-  lines = [
-      f'{"variant":<{width}}  {"ms/step":>8} {"x adam":>6}  {"cpu ms":>7} '
-      f'{"paired":>6}  {"kernels":>7}  {"MB/step":>8} {"x adam":>6}'
-  ]
-  for name, r in results.items():
-    wall = statistics.median(r.wall)
-    lines.append(
-        f'{name:<{width}}  {1e3 * wall:8.3f} {wall / wall0:6.3f}  '
-        f'{1e3 * statistics.median(r.cpu):7.3f} '
-        f'{statistics.median(r.paired) / paired0:6.3f}  {r.kernels:7d}  '
-        f'{r.bytes / 1e6:8.2f} {r.bytes / base.bytes:6.3f}'
-    )
-  return '\n'.join(lines)
 
 
 def cpu_model() -> str:
@@ -525,7 +378,7 @@ def one_leaf_hlo(name: str, shape: Sequence[int] = (256, 1024)) -> str:
   """Optimized HLO of a step on a single Flax ``kernel`` leaf."""
   tx = {**variants(), **extra_variants()}[name]()
   params = {'Dense_0': {'kernel': jnp.zeros(shape, jnp.float32)}}
-  step = make_step(tx, compiler_options(name))
+  step = step_timing.make_step(tx, compiler_options(name))
   return step.lower(params, tx.init(params), params).compile().as_text()
 
 
@@ -669,8 +522,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'\n{count:,} float32 parameters in {len(jax.tree.leaves(params))} '
         f'leaves; median of {repeats} runs of {steps} steps'
     )
-    results = bench(params, factories, repeats=repeats, steps_per_run=steps)
-    print(table(results, next(iter(factories))))
+    results = step_timing.bench(
+        params,
+        factories,
+        repeats=repeats,
+        steps_per_run=steps,
+        compiler_options=compiler_options,
+    )
+    print(step_timing.table(results, next(iter(factories))))
 
 
 if __name__ == '__main__':
