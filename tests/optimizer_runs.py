@@ -2,7 +2,8 @@
 
 The tree is ``decay_trees``' linen-style tree without its integer leaf, so
 that optax's optimisers, which step every leaf, can run on it beside wdax's;
-the gradients are a smooth function of the parameters and the step.
+the gradients are a smooth function of the parameters and the step. The
+decay tests run their chains with the same loop and their own gradients.
 """
 
 import decay_trees
@@ -26,11 +27,14 @@ def grads(params, i):
   )
 
 
-def run(tx, params, steps, update=None):
-  """``steps`` updates of ``tx``; ``update`` replaces ``tx.update`` (jitted)."""
+def run(tx, params, steps, update=None, *, gradients=grads):
+  """``steps`` updates of ``tx``; ``update``, a variant of ``tx.update``, replaces it.
+
+  Step ``i`` is fed ``gradients(params, i)`` at the parameters reached so far.
+  """
   update = update or tx.update
   state = tx.init(params)
   for i in range(steps):
-    updates, state = update(grads(params, jnp.float32(i)), state, params)
+    updates, state = update(gradients(params, jnp.float32(i)), state, params)
     params = optax.apply_updates(params, updates)
   return params
