@@ -25,27 +25,23 @@ match ``chain(wdax.l2, optax.adam)``. Results and analysis are in
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import platform
-import re
-import statistics
-import time
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
-from typing import NamedTuple
 
+import fused_adam_l2
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import step_timing
 
 import wdax
 
 LR = 1e-3
 WD = 1e-2
-B1, B2, EPS = 0.9, 0.999, 1e-8
 
 
 def transformer_tree(
@@ -99,139 +95,6 @@ def transformer_tree(
   )
 
 
-# Prototypes: Adam with coupled L2 inside its own update. Not public API; see
-# RESULTS.md for why they exist and what they measured.
-
-
-class AdamL2State(NamedTuple):
-  count: jax.Array  # shape=(), dtype=jnp.int32
-  mu: optax.Updates
-  nu: optax.Updates
-
-
-def _bias_corrections(count: jax.Array) -> tuple[jax.Array, jax.Array]:
-  t = count.astype(jnp.float32)
-  return 1 - jnp.float32(B1) ** t, 1 - jnp.float32(B2) ** t
-
-
-def _adam_step(m, v, c1, c2, lr):
-  return -lr * (m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + EPS)
-
-
-def adam_l2_one_map(
-    lr: float, rate: float, *, mask: Any = None
-) -> optax.GradientTransformation:
-  """Adam with coupled L2, computed by one function over (g, m, v, theta)."""
-
-  def init_fn(params):
-    def zeros():
-      return jax.tree.map(lambda p: jnp.zeros(p.shape, p.dtype), params)
-
-    return AdamL2State(jnp.zeros([], jnp.int32), zeros(), zeros())
-
-  def update_fn(updates, state, params=None):
-    decayed = wdax.masks.resolve(mask, params)
-    count = optax.safe_increment(state.count)
-    c1, c2 = _bias_corrections(count)
-
-    def leaf(g, m, v, p, on):
-      if on:
-        g = g + jnp.asarray(rate, g.dtype) * p
-      m = B1 * m + (1 - B1) * g
-      v = B2 * v + (1 - B2) * g * g
-      return _adam_step(m, v, c1, c2, lr), m, v
-
-    treedef = jax.tree.structure(updates)
-    flat = (treedef.flatten_up_to(t) for t in (updates, state.mu, state.nu, params))
-    u, m, v = (treedef.unflatten(x) for x in zip(*map(leaf, *flat, decayed)))
-    return u, AdamL2State(count, m, v)
-
-  return optax.GradientTransformation(init_fn, update_fn)
-
-
-class PairedState(NamedTuple):
-  count: jax.Array  # shape=(), dtype=jnp.int32
-  moments: optax.Updates  # per leaf, the first and second moment in one array
-
-
-_LAYOUTS = ('stacked', 'rows', 'interleaved', 'blocks')
-_BLOCK = 1024
-
-
-def _pair_view(shape: Sequence[int], layout: str) -> tuple[tuple[int, ...], int]:
-  """The shape a leaf is viewed as (a free reshape) and where the pair goes."""
-  shape = tuple(shape)
-  if layout == 'blocks':
-    n = int(np.prod(shape))
-    block = next((b for b in (_BLOCK >> i for i in range(8)) if n % b == 0), n)
-    return (n // block, block), 1
-  if len(shape) < 2:
-    return shape, 0
-  return shape, {'stacked': 0, 'rows': len(shape) - 1, 'interleaved': len(shape)}[
-      layout
-  ]
-
-
-def _with_pair(shape: Sequence[int], axis: int) -> tuple[int, ...]:
-  return (*shape[:axis], 2, *shape[axis:])
-
-
-def adam_l2_paired(
-    lr: float,
-    rate: float,
-    *,
-    mask: Any = None,
-    layout: str = 'rows',
-) -> optax.GradientTransformation:
-  """Adam with coupled L2 whose two moments of a leaf live in one array.
-
-  Both moments are written by one elementwise expression over that array, so
-  XLA emits one loop kernel for them and one for the parameter: two kernels a
-  leaf where ``optax.adam`` has three, and the moment kernel reads ``g`` and
-  ``theta`` once where the chain's two moment kernels read them twice.
-  ``layout`` places the pair axis: ``'stacked'`` in front, ``(2, *shape)``;
-  ``'rows'`` before the last axis, ``(..., 2, n)``, so that the row of ``g``
-  and ``theta`` read for ``m`` is still in L1 when ``v`` needs it;
-  ``'interleaved'`` last, ``(*shape, 2)``; ``'blocks'`` views the leaf as rows
-  of up to 1024 elements whatever its shape, ``(size / b, 2, b)``. Leaves of
-  rank < 2 are stacked, except under ``'blocks'``.
-  """
-  if layout not in _LAYOUTS:
-    raise ValueError(f'layout must be one of {_LAYOUTS}; got {layout!r}')
-
-  def init_fn(params):
-    def zeros(p):
-      view, axis = _pair_view(p.shape, layout)
-      return jnp.zeros(_with_pair(view, axis), p.dtype)
-
-    return PairedState(jnp.zeros([], jnp.int32), jax.tree.map(zeros, params))
-
-  def update_fn(updates, state, params=None):
-    decayed = wdax.masks.resolve(mask, params)
-    count = optax.safe_increment(state.count)
-    c1, c2 = _bias_corrections(count)
-
-    def leaf(g, mv, p, on):
-      if on:
-        g = g + jnp.asarray(rate, g.dtype) * p
-      view, axis = _pair_view(g.shape, layout)
-      along = _with_pair((1,) * len(view), axis)
-      second = jax.lax.broadcasted_iota(jnp.int32, along, axis) == 1
-      gp = jnp.expand_dims(g.reshape(view), axis)
-      # One elementwise expression over the pair, not a stack of two results:
-      # XLA cannot write a concatenate in place and would copy both arrays.
-      mv = jnp.where(second, B2 * mv + (1 - B2) * gp * gp, B1 * mv + (1 - B1) * gp)
-      m, v = (jax.lax.index_in_dim(mv, i, axis, keepdims=False) for i in (0, 1))
-      return _adam_step(m, v, c1, c2, lr).reshape(g.shape), mv
-
-    treedef = jax.tree.structure(updates)
-    flat = (treedef.flatten_up_to(t) for t in (updates, state.moments, params))
-    u, mv = (treedef.unflatten(x) for x in zip(*map(leaf, *flat, decayed)))
-    return u, PairedState(count, mv)
-
-  return optax.GradientTransformation(init_fn, update_fn)
-
-
 # XLA's CPU scheduler by default spreads independent kernels apart so that
 # threads can run them side by side, which puts all of Adam's moment kernels
 # before all of its parameter kernels; the memory-optimised one keeps a leaf's
@@ -275,8 +138,12 @@ def variants() -> dict[str, Callable[[], optax.GradientTransformation]]:
           optax.adam(LR), wdax.decoupled(group_rates, lr=LR)
       ),
       'wdax l2': lambda: optax.chain(wdax.l2(WD), optax.adam(LR)),
-      'proto adam_l2, paired rows': lambda: adam_l2_paired(LR, WD),
-      'proto adam, paired rows, no decay': lambda: adam_l2_paired(LR, 0.0),
+      'proto adam_l2, paired rows': lambda: fused_adam_l2.adam_l2_paired(
+          LR, WD
+      ),
+      'proto adam, paired rows, no decay': lambda: fused_adam_l2.adam_l2_paired(
+          LR, 0.0
+      ),
       'optax.adam' + MEMORY_SCHEDULER: lambda: optax.adam(LR),
       'wdax l2' + MEMORY_SCHEDULER: lambda: optax.chain(
           wdax.l2(WD), optax.adam(LR)
@@ -306,208 +173,23 @@ def extra_variants() -> dict[str, Callable[[], optax.GradientTransformation]]:
       'wdax l2 (flax mask)': lambda: optax.chain(
           wdax.l2(WD, mask=flax), optax.adam(LR)
       ),
-      'proto adam_l2, one map': lambda: adam_l2_one_map(LR, WD),
-      'proto adam_l2, paired blocks': lambda: adam_l2_paired(
+      'proto adam_l2, one map': lambda: fused_adam_l2.adam_l2_one_map(LR, WD),
+      'proto adam_l2, paired blocks': lambda: fused_adam_l2.adam_l2_paired(
           LR, WD, layout='blocks'
       ),
       'wdax decoupled (flax mask)' + MEMORY_SCHEDULER: lambda: optax.chain(
           optax.adam(LR), wdax.decoupled(WD, lr=LR, mask=flax)
       ),
-      'proto adam_l2, paired rows' + MEMORY_SCHEDULER: lambda: adam_l2_paired(
-          LR, WD
+      'proto adam_l2, paired rows' + MEMORY_SCHEDULER: lambda: (
+          fused_adam_l2.adam_l2_paired(LR, WD)
       ),
-      'proto adam_l2, paired stacked': lambda: adam_l2_paired(
+      'proto adam_l2, paired stacked': lambda: fused_adam_l2.adam_l2_paired(
           LR, WD, layout='stacked'
       ),
-      'proto adam_l2, paired interleaved': lambda: adam_l2_paired(
+      'proto adam_l2, paired interleaved': lambda: fused_adam_l2.adam_l2_paired(
           LR, WD, layout='interleaved'
       ),
   }
-
-
-def fresh(tx: optax.GradientTransformation, params: Any) -> tuple[Any, Any]:
-  """New params and optimiser state, built by one compiled program."""
-  return jax.jit(lambda p: (jax.tree.map(jnp.copy, p), tx.init(p)))(params)
-
-
-def make_step(
-    tx: optax.GradientTransformation, options: dict[str, Any] | None = None
-):
-  def step(params, state, grads):
-    updates, state = tx.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-
-  return jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
-
-
-def check_prototypes() -> None:
-  """Asserts that each prototype matches the chain it stands in for."""
-  rng = np.random.default_rng(1)
-  shapes = {
-      'attn': {'kernel': (8, 2, 4), 'bias': (2, 4)},
-      'Dense_0': {'kernel': (8, 16), 'bias': (16,)},
-      'LayerNorm_0': {'scale': (8,)},
-      'Embed_0': {'embedding': (32, 8)},
-  }
-  params = jax.tree.map(
-      lambda s: jnp.array(rng.standard_normal(s, np.float32)),
-      shapes,
-      is_leaf=lambda x: isinstance(x, tuple),
-  )
-  grads = jax.jit(lambda t: jax.tree.map(lambda p: jnp.cos(50 * p), t))(params)
-  flax = wdax.masks.flax_default()
-  l2_adam = optax.chain(wdax.l2(WD, mask=flax), optax.adam(LR))
-  pairs = [
-      (adam_l2_one_map(LR, WD, mask=flax), l2_adam),
-      (adam_l2_paired(LR, 0.0), optax.adam(LR)),
-      *((adam_l2_paired(LR, WD, mask=flax, layout=k), l2_adam) for k in _LAYOUTS),
-  ]
-  cache: dict[int, Any] = {}
-
-  def run(tx):
-    if id(tx) not in cache:
-      step = make_step(tx)
-      p, s = fresh(tx, params)
-      for _ in range(3):
-        p, s = step(p, s, grads)
-      cache[id(tx)] = p
-    return cache[id(tx)]
-
-  for proto, reference in pairs:
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-        run(proto),
-        run(reference),
-    )
-
-
-def compiled_stats(step, *args) -> tuple[int, float]:
-  """Array kernels per step and bytes accessed, from the compiled HLO."""
-  compiled = step.lower(*args).compile()
-  text = compiled.as_text()
-  kernels = 0
-  for line in text[text.index('\nENTRY') :].splitlines()[1:]:
-    found = re.search(r'= (.*?) ([a-z][a-z0-9-]*)\(', line)
-    if not found:
-      continue
-    shape, op = found.groups()
-    if op in ('parameter', 'tuple', 'get-tuple-element', 'bitcast', 'constant'):
-      continue
-    if not re.match(r'[a-z0-9]+\[\]', shape):
-      kernels += 1
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  return kernels, float(cost.get('bytes accessed', float('nan')))
-
-
-class Result(NamedTuple):
-  wall: list[float]  # seconds per step, one entry per timed run
-  cpu: list[float]  # process CPU seconds per step, one entry per timed run
-  paired: list[float]  # CPU time over that of the adjacent reference run
-  kernels: int
-  bytes: float
-
-
-_REFERENCE = object()  # key of the pacing copy of the baseline
-
-
-def bench(
-    params: Any,
-    factories: dict[str, Callable[[], optax.GradientTransformation]],
-    *,
-    repeats: int,
-    steps_per_run: int,
-) -> dict[str, Result]:
-  """Times each variant ``repeats`` times, each run next to a reference run.
-
-  The reference is a private copy of the first (baseline) variant. Every
-  repeat visits all variants, the baseline included, in an order rotated from
-  the last repeat's, and runs the reference right before or right after each,
-  alternately. The paired ratio compares runs a few milliseconds apart, so
-  drift in the machine's load cancels, and every variant, the baseline too,
-  is measured the same way, so whatever running often does for the reference
-  (it stays in cache, say) does not favour the baseline.
-  """
-  grads = jax.jit(
-      lambda t: jax.tree.map(lambda p: 1e-3 * jnp.sign(p) + p, t)
-  )(params)
-  names = list(factories)
-  keys = [*names, _REFERENCE]
-
-  def prepare(key):
-    name = names[0] if key is _REFERENCE else key
-    tx = factories[name]()
-    step = make_step(tx, compiler_options(name))
-    p, s = fresh(tx, params)
-    return step, p, s, compiled_stats(step, p, s, grads)
-
-  # XLA compiles outside the GIL, so variants compile side by side.
-  with concurrent.futures.ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
-    prepared = dict(zip(keys, pool.map(prepare, keys)))
-  runs, stats = {}, {}
-  for key, (step, p, s, stat) in prepared.items():
-    stats[key] = stat
-    p, s = step(p, s, grads)  # the compiled program is cached: no recompile
-    runs[key] = [step, p, s]
-
-  def timed(key: Any) -> tuple[float, float]:
-    step, p, s = runs[key]
-    p, s = step(p, s, grads)  # untimed: brings this variant's arrays to cache
-    jax.block_until_ready((p, s))
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(steps_per_run):
-      p, s = step(p, s, grads)
-    jax.block_until_ready((p, s))
-    runs[key][1:] = [p, s]
-    return (
-        (time.perf_counter() - t0) / steps_per_run,
-        (time.process_time() - c0) / steps_per_run,
-    )
-
-  samples: dict[str, tuple[list[float], list[float], list[float]]] = {
-      name: ([], [], []) for name in names
-  }
-  for r in range(repeats):
-    k = r % len(names)
-    for name in names[k:] + names[:k]:
-      # Reference first on even repeats, second on odd: whatever running
-      # second does to a run (cache, allocator, clock) falls on both alike.
-      if r % 2 == 0:
-        _, ref_cpu = timed(_REFERENCE)
-        wall, cpu = timed(name)
-      else:
-        wall, cpu = timed(name)
-        _, ref_cpu = timed(_REFERENCE)
-      samples[name][0].append(wall)
-      samples[name][1].append(cpu)
-      samples[name][2].append(cpu / ref_cpu)
-  return {n: Result(*samples[n], *stats[n]) for n in names}
-
-
-def table(results: dict[str, Result], baseline: str) -> str:
-  """Medians, ratios to the baseline and what XLA compiled, one row each.
-
-  ``x adam`` after ``ms/step`` is the ratio of median wall times; ``paired``
-  is the median CPU time over the adjacent reference run's, divided by the
-  baseline's; the last three columns come from the compiled program.
-  """
-  base = results[baseline]
-  wall0 = statistics.median(base.wall)
-  paired0 = statistics.median(base.paired)
-  width = max(len(n) for n in results)
-  lines = [
-      f'{"variant":<{width}}  {"ms/step":>8} {"x adam":>6}  {"cpu ms":>7} '
-      f'{"paired":>6}  {"kernels":>7}  {"MB/step":>8} {"x adam":>6}'
-  ]
-  for name, r in results.items():
-    wall = statistics.median(r.wall)
-    lines.append(
-        f'{name:<{width}}  {1e3 * wall:8.3f} {wall / wall0:6.3f}  '
-        f'{1e3 * statistics.median(r.cpu):7.3f} '
-        f'{statistics.median(r.paired) / paired0:6.3f}  {r.kernels:7d}  '
-        f'{r.bytes / 1e6:8.2f} {r.bytes / base.bytes:6.3f}'
-    )
-  return '\n'.join(lines)
 
 
 def cpu_model() -> str:
@@ -525,7 +207,7 @@ def one_leaf_hlo(name: str, shape: Sequence[int] = (256, 1024)) -> str:
   """Optimized HLO of a step on a single Flax ``kernel`` leaf."""
   tx = {**variants(), **extra_variants()}[name]()
   params = {'Dense_0': {'kernel': jnp.zeros(shape, jnp.float32)}}
-  step = make_step(tx, compiler_options(name))
+  step = step_timing.make_step(tx, compiler_options(name))
   return step.lower(params, tx.init(params), params).compile().as_text()
 
 
@@ -652,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       f'{jax.devices()[0].platform}: {cpu_model()}, '
       f'{len(os.sched_getaffinity(0))} of {os.cpu_count()} cores'
   )
-  check_prototypes()
+  fused_adam_l2.check_prototypes(LR, WD)
   print('prototypes match their optax/wdax chains after 3 steps')
   if args.leaf:
     sizes = [float(np.prod(args.leaf))]
@@ -669,8 +351,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'\n{count:,} float32 parameters in {len(jax.tree.leaves(params))} '
         f'leaves; median of {repeats} runs of {steps} steps'
     )
-    results = bench(params, factories, repeats=repeats, steps_per_run=steps)
-    print(table(results, next(iter(factories))))
+    results = step_timing.bench(
+        params,
+        factories,
+        repeats=repeats,
+        steps_per_run=steps,
+        compiler_options=compiler_options,
+    )
+    print(step_timing.table(results, next(iter(factories))))
 
 
 if __name__ == '__main__':

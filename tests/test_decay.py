@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import optimizer_runs
 import pytest
 from absl.testing import parameterized
 from hypothesis import given
@@ -61,14 +62,9 @@ def _mask_forms():
   }
 
 
-def _run(tx, params, steps, update=None):
-  """``steps`` updates of ``tx``; ``update`` replaces ``tx.update`` (a variant)."""
-  update = update or tx.update
-  state = tx.init(params)
-  for i in range(steps):
-    updates, state = update(_grads(params, jnp.float32(i)), state, params)
-    params = optax.apply_updates(params, updates)
-  return params
+# ``steps`` updates of ``tx`` fed these tests' gradients; ``update`` replaces
+# ``tx.update`` (a variant).
+_run = functools.partial(optimizer_runs.run, gradients=_grads)
 
 
 # Hand-derived single steps.

@@ -1,11 +1,11 @@
-"""Tests for wdax.adamw, wdax.sgdw and wdax.adams.
+"""Tests for wdax.adamw and wdax.sgdw against optax, and the optimisers' errors.
 
 Expected values come from optax's own optimisers (bit for bit where wdax
-claims to be the same float operations), from the stored PyTorch
-trajectories (replayed by ``tests/torch_replay.py``), from an independent
-float64 NumPy transcription of the AdamS paper's algorithm, and from the
-closed form of the decay per step under each coupling. Agreement between
-jitted and eager steps is checked with ``chex.variants``.
+claims to be the same float operations) and from the closed form of the decay
+per step under each coupling. Agreement between jitted and eager steps is
+checked with ``chex.variants``. The PyTorch trajectories are replayed in
+``test_optimizers_torch.py``, and AdamS is checked in
+``test_optimizers_adams.py``.
 """
 
 import functools
@@ -18,49 +18,14 @@ import numpy as np
 import optax
 import pytest
 from absl.testing import parameterized
-from torch_replay import ADAM_TOL
-from torch_replay import F64_TOL
-from torch_replay import SGD_TOL
-from torch_replay import assert_matches
-from torch_replay import exact_schedule
-from torch_replay import fixture
-from torch_replay import hyper
-from torch_replay import replay
+from optimizer_runs import KERNEL_ONLY
+from optimizer_runs import SCHED
+from optimizer_runs import grads as _grads
+from optimizer_runs import params as _params
+from optimizer_runs import run as _run
 
 import wdax
 from wdax import masks
-
-
-def _params(dtype=jnp.float32):
-  k = jax.random.split(jax.random.key(0), 3)
-  return {
-      'Dense_0': {
-          'kernel': jax.random.normal(k[0], (4, 3), dtype),
-          'bias': jax.random.normal(k[1], (3,), dtype),
-      },
-      'LayerNorm_0': {'scale': 1 + jax.random.normal(k[2], (3,), dtype)},
-  }
-
-
-def _grads(params, i):
-  return jax.tree.map(
-      lambda p: jnp.sin(3 * p.astype(jnp.float32) + i).astype(p.dtype), params
-  )
-
-
-def _run(tx, params, steps, update=None):
-  """``steps`` updates of ``tx``; ``update`` replaces ``tx.update`` (jitted)."""
-  update = update or tx.update
-  state = tx.init(params)
-  for i in range(steps):
-    updates, state = update(_grads(params, jnp.float32(i)), state, params)
-    params = optax.apply_updates(params, updates)
-  return params
-
-
-SCHED = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 25, end_value=1e-4)
-KERNEL_ONLY = {'Dense_0': {'kernel': True, 'bias': False}, 'LayerNorm_0': False}
-
 
 # adamw against optax.
 
@@ -300,182 +265,6 @@ def test_adamw_eval_shape():
     tx = wdax.adamw(SCHED, weight_decay=0.1, coupling=coupling)
     shapes = jax.eval_shape(tx.init, params)
     chex.assert_trees_all_equal_shapes_and_dtypes(shapes, tx.init(params))
-
-
-# PyTorch trajectories.
-
-
-def _sgdw(case):
-  h = hyper(case)
-  return wdax.sgdw(
-      h.lr, weight_decay=h.rate, momentum=h.momentum, nesterov=h.nesterov
-  )
-
-
-def _adamw(case, schedule=None):
-  h = hyper(case)
-  kw = dict(b1=h.b1, b2=h.b2, eps=h.eps, weight_decay=h.rate)
-  if case == 'adamw_sched_masked':
-    return wdax.adamw(
-        schedule or h.schedule, mask=masks.include('kernel'), **kw
-    )
-  return wdax.adamw(h.lr, **kw)
-
-
-# The torch case each wdax optimiser must reproduce. Torch's SGD with
-# weight_decay is coupled L2, which equals SGDW only without momentum; the
-# momentum cases are the fixture script's hand-written SGDW loop.
-TORCH = {
-    'sgd_wd': (_sgdw, SGD_TOL),
-    'sgdw_momentum': (_sgdw, SGD_TOL),
-    'sgdw_nesterov': (_sgdw, SGD_TOL),
-    'adamw': (_adamw, ADAM_TOL),
-    'adamw_sched_masked': (_adamw, ADAM_TOL),
-}
-
-
-@pytest.mark.parametrize('case', sorted(TORCH))
-def test_matches_torch(case):
-  make, tol = TORCH[case]
-  assert_matches(case, replay(make(case)), tol)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('case', sorted(TORCH))
-def test_matches_torch_float64(case):
-  make, _ = TORCH[case]
-  with jax.enable_x64(True):
-    if case == 'adamw_sched_masked':
-      tx = _adamw(case, schedule=exact_schedule(case))
-    else:
-      tx = make(case)
-    got = replay(tx, jnp.float64)
-  assert_matches(case, got, F64_TOL)
-
-
-def test_torch_sgdw_differs_from_coupled_momentum_sgd():
-  # Without this, matching sgdw_momentum could not tell SGDW from torch's
-  # coupled momentum SGD.
-  got = replay(_sgdw('sgdw_momentum'))
-  coupled = fixture()['sgd_momentum_wd/kernel']
-  assert np.max(np.abs(got['kernel'] - coupled)) > 1000 * SGD_TOL['atol']
-
-
-# adams.
-
-
-def _adams_reference(params, grads_fn, steps, lr, wd, b1, b2, eps, decayed):
-  """AdamS (Algorithm 2 of arXiv:2011.11152) in float64 NumPy, leaf lists."""
-  theta = [np.asarray(p, np.float64) for p in params]
-  m = [np.zeros_like(p) for p in theta]
-  v = [np.zeros_like(p) for p in theta]
-  for t in range(1, steps + 1):
-    g = grads_fn(theta, t - 1)
-    m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
-    v = [b2 * vi + (1 - b2) * gi**2 for vi, gi in zip(v, g)]
-    v_hat = [vi / (1 - b2**t) for vi in v]
-    v_bar = sum(x.sum() for x in v_hat) / sum(x.size for x in v_hat)
-    lr_t = lr(t - 1) if callable(lr) else lr
-    theta = [
-        p - lr_t * (mi / (1 - b1**t)) / (np.sqrt(vh) + eps)
-        - (lr_t * wd / np.sqrt(v_bar) * p if on else 0.0)
-        for p, mi, vh, on in zip(theta, m, v_hat, decayed)
-    ]
-  return theta
-
-
-def _np_grads(theta, i):
-  # Very different gradient scales per leaf: a per-leaf mean of v_hat would
-  # give a visibly different decay from the whole-tree mean.
-  scales = [1.0, 30.0, 0.01]
-  return [s * np.sin(3 * p + i) for s, p in zip(scales, theta)]
-
-
-@pytest.mark.parametrize(
-    'masked', [pytest.param(False, marks=pytest.mark.slow), True]
-)
-def test_adams_matches_the_paper_algorithm(masked):
-  leaves = jax.tree.leaves(_params())
-  params = {'a': leaves[0], 'b': leaves[1], 'c': leaves[2]}
-  mask = {'a': True, 'b': False, 'c': True} if masked else None
-  decayed = [True, not masked, True]
-  lr = lambda t: 0.05 * (1 - t / 40)  # noqa: E731
-  want = _adams_reference(
-      list(params.values()), _np_grads, 15, lr, 0.3, 0.9, 0.999, 1e-8, decayed
-  )
-  with jax.enable_x64(True):
-    p64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
-    tx = wdax.adams(
-        lambda t: 0.05 * (1 - t.astype(jnp.float64) / 40), weight_decay=0.3,
-        mask=mask,
-    )
-    state = tx.init(p64)
-    for i in range(15):
-      g = dict(zip('abc', _np_grads([np.asarray(x) for x in p64.values()], i)))
-      updates, state = tx.update(g, state, p64)
-      p64 = optax.apply_updates(p64, updates)
-    for got, w in zip(p64.values(), want):
-      np.testing.assert_allclose(got, w, rtol=1e-12, atol=1e-14)
-  # A per-leaf mean would have missed by far more than that tolerance.
-  per_leaf = _adams_reference_per_leaf(list(params.values()), lr, decayed)
-  assert max(np.max(np.abs(a - b)) for a, b in zip(per_leaf, want)) > 1e-3
-
-
-def _adams_reference_per_leaf(params, lr, decayed):
-  theta = [np.asarray(p, np.float64) for p in params]
-  m = [np.zeros_like(p) for p in theta]
-  v = [np.zeros_like(p) for p in theta]
-  for t in range(1, 16):
-    g = _np_grads(theta, t - 1)
-    m = [0.9 * mi + 0.1 * gi for mi, gi in zip(m, g)]
-    v = [0.999 * vi + 0.001 * gi**2 for vi, gi in zip(v, g)]
-    v_hat = [vi / (1 - 0.999**t) for vi in v]
-    theta = [
-        p - lr(t - 1) * (mi / (1 - 0.9**t)) / (np.sqrt(vh) + 1e-8)
-        - (lr(t - 1) * 0.3 / np.sqrt(vh.mean()) * p if on else 0.0)
-        for p, mi, vh, on in zip(theta, m, v_hat, decayed)
-    ]
-  return theta
-
-
-@pytest.mark.parametrize('dtype, tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 5e-2)])
-def test_adams_float32_and_bfloat16(dtype, tol):
-  params = jax.tree.map(lambda x: x.astype(dtype), _params())
-  out = _run(wdax.adams(1e-2, weight_decay=0.5), params, 5)
-  chex.assert_trees_all_equal_dtypes(out, params)
-  leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
-  want = _adams_reference(
-      leaves,
-      lambda th, i: [np.sin(3 * p + i) for p in th],
-      5, 1e-2, 0.5, 0.9, 0.999, 1e-8, [True] * 3,
-  )
-  for got, w in zip(jax.tree.leaves(out), want):
-    np.testing.assert_allclose(np.asarray(got, np.float64), w, rtol=tol, atol=tol)
-
-
-def test_adams_zero_gradients_do_not_decay_or_nan():
-  params = {'w': jnp.array([1.0, -2.0])}
-  tx = wdax.adams(0.1, weight_decay=0.5)
-  updates, state = tx.update({'w': jnp.zeros(2)}, tx.init(params), params)
-  np.testing.assert_array_equal(updates['w'], [0.0, 0.0])
-  assert isinstance(state[0], optax.ScaleByAdamState)
-
-
-def test_adams_no_retrace():
-  chex.clear_trace_counter()
-  tx = wdax.adams(SCHED, weight_decay=0.5, mask=masks.include('kernel'))
-  params = _params()
-  state = tx.init(params)
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def step(params, state, i):
-    updates, state = tx.update(_grads(params, i), state, params)
-    return optax.apply_updates(params, updates), state
-
-  for i in range(4):
-    params, state = step(params, state, jnp.float32(i))
-  chex.assert_tree_all_finite(params)
 
 
 # Errors.
