@@ -15,10 +15,11 @@ from 1.000 is the noise floor of the run.
   python benchmarks/overhead.py --quick         # a smoke run, under a minute
   python benchmarks/overhead.py --hlo 'wdax l2' # optimized HLO on one leaf
 
-It also holds prototypes of Adam with coupled L2 written so that XLA's CPU
-backend, which does not merge sibling loops into one multi-output kernel,
-emits fewer kernels and reads each array less often, and checks that they
-match ``chain(wdax.l2, optax.adam)``. Results and analysis are in
+It also times prototypes of Adam with coupled L2 (``fused_adam_l2.py``)
+written so that XLA's CPU backend, which does not merge sibling loops into
+one multi-output kernel, emits fewer kernels and reads each array less
+often, and checks that they match ``chain(wdax.l2, optax.adam)``; the timing
+itself is ``step_timing.py``. Results and analysis are in
 ``benchmarks/RESULTS.md``.
 """
 
