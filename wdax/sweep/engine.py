@@ -234,7 +234,8 @@ def _programs(job: Job, mesh: Mesh) -> Programs:
 
   cpu = mesh.devices.flat[0].platform == 'cpu'
   return Programs(
-      init=sharded(init_one, 2, 2),
+      # A gather and the optimiser's zeros, once a chunk: not worth optimising.
+      init=sharded(init_one, 2, 2, compiler_options=_FAST_COMPILE if cpu else None),
       run=sharded(
           run, 5, 7, vmapped=False, donate_argnums=0,
           compiler_options=_CPU_OPTIONS if cpu else None,
