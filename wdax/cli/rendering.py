@@ -17,6 +17,7 @@ import tempfile
 from typing import Any
 
 from wdax.cli import folders
+from wdax.cli import summary as _summary
 from wdax.cli.errors import BadInput
 
 
@@ -162,12 +163,6 @@ def results(args, about: dict[str, Any], report: dict[str, Any]) -> dict[str, An
         'configuration_epochs': entry['configuration_epochs'],
         **{k: entry[k] for k in ('by_lr', 'stability') if k in entry},
     }
-  prune = None
-  if args.prune is not None:
-    prune = {
-        'min_epochs': args.prune[0], 'reduction_factor': args.prune[1], 'keep': {'rate': 0.0},
-        'one_se': 'rate',
-    }
   return {
       **_versions(),
       'command': ['wdax', *args.argv],
@@ -185,7 +180,7 @@ def results(args, about: dict[str, Any], report: dict[str, Any]) -> dict[str, An
           'seeds': list(report['seeds']),
           'epochs': args.epochs,
           'rungs': report['rungs'],
-          'prune': prune,
+          'prune': _summary.halving(args),
           'model': problems.model_name(args),
           'hidden': list(args.hidden),
           'batch_size': args.batch_size,

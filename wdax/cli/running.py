@@ -107,12 +107,8 @@ def _select(args, kind: str, task, split, space, devices, progress):
   from wdax import sweep
 
   metric, mode = problems.metric(args)
-  prune = None
-  if args.prune is not None:
-    # No decay is never pruned: it stays the baseline at every rung. The
-    # one-standard-error rule keeps the strongest decay that a rung cannot
-    # tell from its best: decay's benefit shows late.
-    prune = sweep.Halving(args.prune[0], args.prune[1], keep=_summary.BASELINE, one_se='rate')
+  halving = _summary.halving(args)
+  prune = None if halving is None else sweep.Halving(**halving)
   return sweep.select(
       task,
       split.train,

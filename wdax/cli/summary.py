@@ -17,6 +17,20 @@ from typing import Any
 BASELINE = {'rate': 0.0}
 
 
+def halving(args) -> dict[str, Any] | None:
+  """The successive halving of ``--prune``, as the arguments of
+  :class:`wdax.sweep.Halving`, or None: no decay is never pruned, so it stays
+  the baseline at every rung, and the one-standard-error rule keeps the
+  strongest decay that a rung cannot tell from its best (decay's benefit
+  shows late)."""
+  if args.prune is None:
+    return None
+  return {
+      'min_epochs': args.prune[0], 'reduction_factor': args.prune[1],
+      'keep': dict(BASELINE), 'one_se': 'rate',
+  }
+
+
 def _rows(kind: str, result, perplexity: bool) -> list[dict[str, Any]]:
   """The result's table, each row with its kind, its generalisation gap
   (training minus validation score, paired over trainings), whether it was
