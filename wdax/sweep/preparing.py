@@ -181,10 +181,8 @@ def _check(fn, task, data, space, optimizer, given, test, choice) -> Prepared:
     val = ids[None, :] == np.arange(ids.max() + 1)[:, None]
     train = ~val
   _check_batches(job, train, where)
-  if settings.prune is not None and settings.prune.keep:
-    _check_keep(settings.prune, space)
-  if settings.prune is not None and settings.prune.one_se is not None:
-    _check_one_se(settings.prune, space)
+  if settings.prune is not None:
+    _check_prune(settings.prune, space)
   if choice is not None:
     names = ('loss', *job.metrics)
     metrics = tuple(f'{side}_{m}' for side in ('train', 'val') for m in names)
@@ -195,24 +193,20 @@ def _check(fn, task, data, space, optimizer, given, test, choice) -> Prepared:
   )
 
 
-def _check_keep(halving: Halving, space: Space) -> None:
-  names = [n for n, _ in halving.keep]
-  unknown = [n for n in names if n not in space.names]
-  if unknown:
-    raise ValueError(
-        f'prune: keep names {unknown[0]!r}, which the space lacks; it has '
-        f'{", ".join(map(repr, space.names))}.'
-    )
-  if not halving.kept(space.points()).any():
+def _check_prune(halving: Halving, space: Space) -> None:
+  """Refuses a ``keep`` or ``one_se`` that names what the space lacks, and a
+  ``keep`` that no point has."""
+  named = [('keep', n) for n, _ in halving.keep]
+  if halving.one_se is not None:
+    named.append(('one_se', halving.one_se))
+  for what, name in named:
+    if name not in space.names:
+      raise ValueError(
+          f'prune: {what} names {name!r}, which the space lacks; it has '
+          f'{", ".join(map(repr, space.names))}.'
+      )
+  if halving.keep and not halving.kept(space.points()).any():
     raise ValueError(f'prune: no point of the space has the values keep={dict(halving.keep)!r}.')
-
-
-def _check_one_se(halving: Halving, space: Space) -> None:
-  if halving.one_se not in space.names:
-    raise ValueError(
-        f'prune: one_se names {halving.one_se!r}, which the space lacks; it has '
-        f'{", ".join(map(repr, space.names))}.'
-    )
 
 
 def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None:
