@@ -1,7 +1,7 @@
 """The persistent compilation cache of ``wdax sweep``.
 
-On a CPU, XLA's compilation is most of a small sweep's time: about 0.8 s of
-the pruned default job's 1.4 s (``benchmarks/RESULTS.md``). JAX can keep
+On a CPU, XLA's compilation is most of a small sweep's time: about 0.9 s of
+the pruned default job's 1.6 s (``benchmarks/RESULTS.md``). JAX can keep
 compiled programs on disk, keyed by the program, the devices, the flags and
 the versions, and load them instead of compiling again. ``wdax sweep`` turns
 that on, so a second run of a job of the same shapes (other rates, seeds,

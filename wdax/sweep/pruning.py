@@ -89,7 +89,9 @@ class Halving:
   Measured over 10 fold assignments of digits, breast_cancer, wine and
   diabetes (``benchmarks/sweep_pruning.py``), ``Halving(4, 2,
   one_se='rate')`` chose the full grid's rate in 31 of 40, against 15 of 40
-  by mean alone, and its held-out test metric was never lower on average.
+  by mean alone, and its refit's held-out test metric was within 0.0004 of
+  the full choice's on average on every data set (0.0033 lower on digits by
+  mean alone).
 
   Attributes:
     min_epochs: :math:`r`, the epochs of the first rung (at least 1, at most
