@@ -11,7 +11,7 @@ the Markdown section ``--results`` appends. What each script measures (its
 data, its scikit-learn estimator, its extra studies) stays in the script.
 
 Importing this module does not import JAX: a script calls
-:func:`host_devices` with its ``--devices`` before JAX starts.
+``timing.host_devices`` with its ``--devices`` before JAX starts.
 """
 
 from __future__ import annotations
@@ -84,15 +84,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
   if args.quick:
     args.rates, args.folds, args.epochs = 4, 3, 2
   return args
-
-
-def host_devices(count: int | None) -> None:
-  """Asks XLA for ``count`` host devices (none asked for when ``count`` is
-  0 or ``None``), unless ``XLA_FLAGS`` already says how many. Call it before
-  JAX is imported: JAX reads the flag when it starts."""
-  flags = os.environ.get('XLA_FLAGS', '')
-  if count and 'xla_force_host_platform_device_count' not in flags:
-    os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
 
 
 def rates(args: argparse.Namespace) -> np.ndarray:

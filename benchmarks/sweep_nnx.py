@@ -21,6 +21,8 @@ import os
 import sys
 import time
 
+import timing
+
 
 def _parse(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
@@ -38,10 +40,8 @@ def _parse(argv=None) -> argparse.Namespace:
 
 
 ARGS = _parse() if __name__ == '__main__' else None
-if ARGS is not None and 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (
-      os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={ARGS.devices}'
-  ).strip()
+if ARGS is not None:
+  timing.host_devices(ARGS.devices)
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402

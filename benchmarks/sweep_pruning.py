@@ -98,8 +98,8 @@ def _parse(argv=None) -> argparse.Namespace:
 
 
 ARGS = _parse() if __name__ == '__main__' else None
-if ARGS is not None and 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={ARGS.devices}').strip()
+if ARGS is not None:
+  timing.host_devices(ARGS.devices)
 
 import baselines  # noqa: E402  (imports JAX: after XLA_FLAGS)
 import numpy as np  # noqa: E402
@@ -184,7 +184,8 @@ def replay(val: np.ndarray, train: np.ndarray, rates_: np.ndarray, halving) -> t
   return int(alive[np.lexsort((alive, final))[0]]), rung
 
 
-def _halving(candidate, epochs):
+def _schedule(candidate, epochs):
+  """The ``Halving`` of a candidate ``(R, ETA, RULE)``, as ``wdax sweep --prune`` builds it."""
   r, eta, rule = candidate
   return sweep.Halving(min(r, epochs), eta, keep={'rate': 0.0}, one_se='rate' if rule == 'one_se' else None)
 
@@ -211,7 +212,7 @@ def fidelity(args) -> dict:
       row = {'seed': seed, 'full': {'rate': float(grid[best]), 'test': tests[best]}, 'ranks': [], 'candidates': {}}
       row['ranks'] = [int(np.sum(val[:, :, e].mean(axis=1) < val[best, :, e].mean())) + 1 for e in range(epochs)]
       for candidate in args.candidates:
-        halving = _halving(candidate, epochs)
+        halving = _schedule(candidate, epochs)
         choice, rung = replay(val, train, grid, halving)
         row['candidates'][','.join(map(str, candidate))] = {
             'rate': float(grid[choice]), 'rank': int(np.sum(mean < mean[choice])) + 1,

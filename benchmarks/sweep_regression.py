@@ -62,7 +62,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 ARGS = _parse() if __name__ == '__main__' else None
 if ARGS is not None:
-  comparison.host_devices(ARGS.devices)
+  timing.host_devices(ARGS.devices)
 
 import baselines  # noqa: E402  (imports JAX: after XLA_FLAGS)
 import numpy as np  # noqa: E402

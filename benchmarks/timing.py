@@ -1,4 +1,5 @@
-"""Timing for the sweep benchmarks: a wall and CPU timer, and repeated runs.
+"""Timing for the sweep benchmarks: a wall and CPU timer, repeated runs, and
+the host devices asked of XLA.
 
 The machine these benchmarks run on is shared, so one run's figures move
 with its neighbours' load. :func:`repeat` therefore runs a benchmark script
@@ -161,3 +162,12 @@ def summarise(runs: Sequence[dict], pairs: Sequence[tuple[str, str]], metric: st
   if len(runs) > 1:
     lines.append(f'- medians (ranges) over {len(runs)} runs')
   return lines
+
+
+def host_devices(count: int | None) -> None:
+  """Asks XLA for ``count`` host devices (none asked for when ``count`` is
+  0 or ``None``), unless ``XLA_FLAGS`` already says how many. Call it before
+  JAX is imported: JAX reads the flag when it starts."""
+  flags = os.environ.get('XLA_FLAGS', '')
+  if count and 'xla_force_host_platform_device_count' not in flags:
+    os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
