@@ -8,6 +8,7 @@ module. Tests that run ``wdax sweep`` in process take the ``keep_xla_flags``
 fixture of tests/conftest.py.
 """
 
+import os
 import subprocess
 import sys
 
@@ -17,11 +18,15 @@ import numpy as np
 TINY = ['--epochs', '2', '--folds', '2', '--hidden', '16', '--batch-size', '16', '--quiet', '--devices', '1']
 
 
-def run(*args):
-  """``wdax args`` in a new process: its ``CompletedProcess``, text captured."""
+def run(*args, env=()):
+  """``wdax args`` in a new process: its ``CompletedProcess``, text captured.
+
+  ``env`` sets environment variables, or unsets those given as None.
+  """
+  env = {**os.environ, **dict(env)}
   return subprocess.run(
       [sys.executable, '-m', 'wdax', *args], capture_output=True, text=True,
-      timeout=600, check=False,
+      timeout=600, check=False, env={k: v for k, v in env.items() if v is not None},
   )
 
 

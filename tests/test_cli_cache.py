@@ -6,28 +6,20 @@ import json
 import os
 import re
 import stat
-import subprocess
-import sys
 import types
 
+import cli_inputs
 import jax
 import pytest
 
 from wdax import cli
 from wdax.cli import caching
 
-TINY = ['--rates', '1e-3,1', '--epochs', '2', '--folds', '2', '--hidden', '16', '--batch-size', '16',
-        '--quiet', '--devices', '1']
+TINY = ['--rates', '1e-3,1', *cli_inputs.TINY]
 
 
 def _run(*args, env=()):
-  """``wdax sweep args`` in a new process; ``env`` sets variables, or
-  unsets those given as None."""
-  env = {**os.environ, **dict(env)}
-  return subprocess.run(
-      [sys.executable, '-m', 'wdax', 'sweep', *args], capture_output=True, text=True,
-      timeout=600, check=False, env={k: v for k, v in env.items() if v is not None},
-  )
+  return cli_inputs.run('sweep', *args, env=env)
 
 
 def _numbers(out):
