@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +74,48 @@ class Job:
     return out if self.task.stateful else (out, {})
 
 
+class Carry(NamedTuple):
+  """The training state of configurations, stacked over them: what a
+  segment of ``run`` starts from and returns."""
+
+  params: Any
+  opt_state: Any
+  state: Any
+
+
+class Inputs(NamedTuple):
+  """What tells a chunk's configurations apart, one entry per
+  configuration: its seed, that seed's index among the distinct seeds (the
+  row of the initial parameters and of the orders of visit), its training
+  split (the row of the tables) and its hyperparameter values."""
+
+  seed: Any
+  which: Any
+  split: Any
+  hp: dict[str, Any]
+
+
+class Shared(NamedTuple):
+  """What every configuration reads, sent to the devices once: the data and
+  the tables, ``(splits, n)``, of the examples each split trains on and is
+  validated on."""
+
+  data: Any
+  train_table: Any
+  eval_table: Any
+
+
+class Segment(NamedTuple):
+  """The epochs one call of ``run`` trains: ``epochs`` of them from epoch
+  ``start``, each of ``steps`` minibatches, visiting the examples in
+  ``orders[which, split, e]`` in the segment's epoch ``e``."""
+
+  orders: Any
+  steps: Any
+  epochs: Any
+  start: Any
+
+
 def _vector(job: Job, loss, metrics) -> jax.Array:
   return jnp.stack([loss, *(metrics[m] for m in job.metrics)]).astype(jnp.float32)
 
@@ -113,9 +156,9 @@ def minibatches(job: Job, train_table: np.ndarray) -> np.ndarray:
 
 def stepper(job: Job):
   """``(carry, batch, weight, key, hp) -> carry``: one training step of one
-  configuration, ``carry`` being ``(params, opt_state, state)``."""
+  configuration, ``carry`` a :class:`Carry`."""
 
-  def step(carry, batch, weight, key, hp):
+  def step(carry: Carry, batch, weight, key, hp) -> Carry:
     params, opt_state, state = carry
 
     def objective(p):
@@ -124,7 +167,7 @@ def stepper(job: Job):
 
     (_, state), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = job.tx(hp).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, state
+    return Carry(optax.apply_updates(params, updates), opt_state, state)
 
   return step
 
@@ -169,78 +212,101 @@ def programs(job: Job, mesh: Mesh) -> Programs:
 
 
 def _programs(job: Job, mesh: Mesh) -> Programs:
-  batch_size, step, evaluate = job.batch_size, stepper(job), evaluator(job)
-
   def init_one(hp, which, seed_params, seed_state):
     params = jax.tree.map(lambda a: a[which], seed_params)
     state = jax.tree.map(lambda a: a[which], seed_state)
-    return params, job.tx(hp).init(params), state
-
-  def run(carry, seed, which, split, hp, data, train_table, eval_table, orders, steps, count, start):
-    n = jax.tree.leaves(data)[0].shape[0]
-    w_train, w_eval = train_table[split], eval_table[split]
-
-    def epoch(e, carry):
-      order = orders[which, split, e]
-      epoch_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), start + e))(seed)
-
-      def minibatch(i, carry):
-        at = i * batch_size
-        index = jax.lax.dynamic_slice_in_dim(order, at, batch_size, axis=1)
-        ok = at + jnp.arange(batch_size) < n
-        weight = jnp.where(ok, jnp.take_along_axis(w_train, index, axis=1), 0.0)
-        batch = jax.tree.map(lambda a: a[index], data)
-        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(epoch_keys, i)
-        new = jax.vmap(step)(carry, batch, weight, keys, hp)
-        if job.guard:
-          # A configuration with fewer minibatches than the chunk's longest
-          # skips the steps it has none for.
-          total = jnp.sum(weight, axis=1)
-          skip = total < batch_size if job.full_batches else total == 0
-          new = jax.tree.map(
-              lambda old, upd: jnp.where(
-                  skip.reshape(skip.shape + (1,) * (upd.ndim - 1)), old, upd
-              ),
-              carry,
-              new,
-          )
-        return new
-
-      # The step count is traced: a refit with more examples per epoch
-      # reuses the grid's program.
-      return jax.lax.fori_loop(0, steps, minibatch, carry)
-
-    carry = jax.lax.fori_loop(0, count, epoch, carry)
-    params, _, state = carry
-    weights = jnp.stack([w_train, w_eval], axis=1)
-    metrics = jax.vmap(evaluate, in_axes=(0, 0, 0, None, 0))(params, state, hp, data, weights)
-    return carry, metrics
-
-  config = NamedSharding(mesh, PartitionSpec(AXIS))
-  replicated = NamedSharding(mesh, PartitionSpec())
-  spec, rep = PartitionSpec(AXIS), PartitionSpec()
-
-  def sharded(fn, batched: int, unbatched: int, vmapped: bool = True, **jit_args):
-    if vmapped:
-      fn = jax.vmap(fn, in_axes=(0,) * batched + (None,) * unbatched)
-    return jax.jit(
-        jax.shard_map(
-            fn, mesh=mesh, in_specs=(spec,) * batched + (rep,) * unbatched, out_specs=spec
-        ),
-        in_shardings=(config,) * batched + (replicated,) * unbatched,
-        out_shardings=config,
-        **jit_args,
-    )
+    return Carry(params, job.tx(hp).init(params), state)
 
   cpu = mesh.devices.flat[0].platform == 'cpu'
   return Programs(
       # A gather and the optimiser's zeros, once a chunk: not worth optimising.
-      init=sharded(init_one, 2, 2, compiler_options=_FAST_COMPILE if cpu else None),
-      run=sharded(
-          run, 5, 7, vmapped=False, donate_argnums=0,
+      init=_sharded(
+          jax.vmap(init_one, in_axes=(0, 0, None, None)), mesh, 2, 2,
+          compiler_options=_FAST_COMPILE if cpu else None,
+      ),
+      run=_sharded(
+          trainer(job), mesh, 2, 2, donate_argnums=0,
           compiler_options=_CPU_OPTIONS if cpu else None,
       ),
   )
+
+
+def _sharded(fn: Callable[..., Any], mesh: Mesh, batched: int, unbatched: int, **jit_args: Any):
+  """``fn`` jitted, its first ``batched`` arguments and its outputs split
+  over the configuration axis of ``mesh``, the others replicated."""
+  config = NamedSharding(mesh, PartitionSpec(AXIS))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  spec, rep = PartitionSpec(AXIS), PartitionSpec()
+  return jax.jit(
+      jax.shard_map(
+          fn, mesh=mesh, in_specs=(spec,) * batched + (rep,) * unbatched, out_specs=spec
+      ),
+      in_shardings=(config,) * batched + (replicated,) * unbatched,
+      out_shardings=config,
+      **jit_args,
+  )
+
+
+def trainer(job: Job) -> Callable[[Carry, Inputs, Shared, Segment], tuple[Carry, jax.Array]]:
+  """``(carry, inputs, shared, segment) -> (carry, metrics)``: a chunk's
+  configurations trained through one segment, then evaluated on their
+  training and validation examples (``metrics``: ``(chunk, 2, 1 + M)``)."""
+  evaluate = evaluator(job)
+
+  def run(carry: Carry, inputs: Inputs, shared: Shared, segment: Segment):
+    minibatch = _minibatch(job, inputs, shared)
+
+    def epoch(e, carry):
+      order = segment.orders[inputs.which, inputs.split, e]
+      epoch_keys = jax.vmap(
+          lambda s: jax.random.fold_in(jax.random.key(s), segment.start + e)
+      )(inputs.seed)
+      # The step count is traced: a refit with more examples per epoch
+      # reuses the grid's program.
+      return jax.lax.fori_loop(
+          0, segment.steps, lambda i, carry: minibatch(i, carry, order, epoch_keys), carry
+      )
+
+    carry = jax.lax.fori_loop(0, segment.epochs, epoch, carry)
+    weights = jnp.stack(
+        [shared.train_table[inputs.split], shared.eval_table[inputs.split]], axis=1
+    )
+    metrics = jax.vmap(evaluate, in_axes=(0, 0, 0, None, 0))(
+        carry.params, carry.state, inputs.hp, shared.data, weights
+    )
+    return carry, metrics
+
+  return run
+
+
+def _minibatch(job: Job, inputs: Inputs, shared: Shared):
+  """``(i, carry, order, epoch_keys) -> carry``: minibatch ``i`` of an
+  epoch visiting the examples in ``order``, a step of every configuration."""
+  batch_size, step = job.batch_size, stepper(job)
+  n = jax.tree.leaves(shared.data)[0].shape[0]
+  w_train = shared.train_table[inputs.split]
+
+  def minibatch(i, carry, order, epoch_keys):
+    at = i * batch_size
+    index = jax.lax.dynamic_slice_in_dim(order, at, batch_size, axis=1)
+    ok = at + jnp.arange(batch_size) < n
+    weight = jnp.where(ok, jnp.take_along_axis(w_train, index, axis=1), 0.0)
+    batch = jax.tree.map(lambda a: a[index], shared.data)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(epoch_keys, i)
+    new = jax.vmap(step)(carry, batch, weight, keys, inputs.hp)
+    if not job.guard:
+      return new
+    # A configuration with fewer minibatches than the chunk's longest skips
+    # the steps it has none for.
+    total = jnp.sum(weight, axis=1)
+    skip = total < batch_size if job.full_batches else total == 0
+    return jax.tree.map(
+        lambda old, upd: jnp.where(skip.reshape(skip.shape + (1,) * (upd.ndim - 1)), old, upd),
+        carry,
+        new,
+    )
+
+  return minibatch
 
 
 _INITIALIZERS: dict[Any, Any] = {}

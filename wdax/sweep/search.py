@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from wdax.sweep import chunks
+from wdax.sweep import _plan
+from wdax.sweep import _runner
 from wdax.sweep import engine
 from wdax.sweep import preparing
 from wdax.sweep import pruning
@@ -40,15 +41,15 @@ def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
       np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
   )
   columns = prep.space.columns()
-  trained = chunks.train(
-      job, prep.data, prep.train_table, prep.val_table,
-      {n: c[p.ravel()] for n, c in columns.items()},
-      np.asarray(s.seeds)[r.ravel()], k.ravel(),
+  training = _runner.Training(
+      job=job, data=prep.data, train_table=prep.train_table, eval_table=prep.val_table,
+      hp={n: c[p.ravel()] for n, c in columns.items()},
+      seed=np.asarray(s.seeds)[r.ravel()], split=k.ravel(),
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
-      per_configuration=prep.per_configuration, chunk_size=s.chunk_size,
-      memory=s.memory, progress=progress,
+      per_configuration=prep.per_configuration, chunk_size=s.chunk_size, memory=s.memory,
       rungs=None if s.prune is None else _rungs(s.prune, prep.space, count * len(s.seeds), s.epochs),
   )
+  trained = _runner.train(training, progress)
   shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
   curves = {}
   for side, prefix in ((0, 'train'), (1, 'val')):
@@ -64,7 +65,7 @@ def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
   )
 
 
-def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> chunks.Rungs:
+def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> _plan.Rungs:
   """The engine's schedule of ``halving``: a point's ``trainings``
   configurations (its folds and seeds, consecutive) go on or stop together."""
   spared = halving.kept(space.points())
@@ -82,7 +83,7 @@ def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> chunk
     )
     return groups[going].ravel()
 
-  return chunks.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
+  return _plan.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
 
 
 def _order(item: tuple[str, Any]) -> tuple[int, int]:
@@ -202,14 +203,15 @@ def _refit(
   # the grid's fold tables when a refit reuses the grid's program.
   table = np.ones((rows, prep.n), bool)
   seeds = np.asarray(s.seeds)
-  trained = chunks.train(
-      job, prep.data, table, table,
-      {n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
-      seeds, np.zeros(len(seeds), int),
+  training = _runner.Training(
+      job=job, data=prep.data, train_table=table, eval_table=table,
+      hp={n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
+      seed=seeds, split=np.zeros(len(seeds), int),
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
-      per_configuration=prep.per_configuration, progress=progress,
-      keep_params=True, test=test, exact_chunk=exact_chunk,
+      per_configuration=prep.per_configuration, keep_params=True, test=test,
+      exact_chunk=exact_chunk,
   )
+  trained = _runner.train(training, progress)
   curves = _metric_curves(job, trained.metrics[:, :, 0], 'train')
   if trained.test is not None:
     curves.update(_metric_curves(job, trained.test, 'test'))
