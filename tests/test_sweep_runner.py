@@ -12,7 +12,7 @@ import pytest
 from wdax import sweep
 from wdax.sweep import _plan
 from wdax.sweep import _runner
-from wdax.sweep import preparing
+from wdax.sweep import _validation
 
 
 class _NormedDropout(nn.Module):
@@ -32,7 +32,7 @@ def _training(**change):
   data = {'x': x, 'y': ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5)).astype(np.int32)}
   task = sweep.classifier(_NormedDropout())
   settings = {'folds': 2, 'seeds': 2, 'epochs': 4, 'batch_size': 8}
-  prep = preparing.prepare('grid', task, data, {'rate': [0.0, 0.1, 1.0]},
+  prep = _validation.prepare('grid', task, data, {'rate': [0.0, 0.1, 1.0]},
                            sweep.kind('adamw', lr=3e-2), settings)
   # 3 points x 2 folds x 2 seeds, point-major.
   point, fold, seed = (a.ravel() for a in np.meshgrid(np.arange(3), np.arange(2), [0, 1], indexing='ij'))

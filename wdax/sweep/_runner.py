@@ -17,7 +17,7 @@ What makes it quick, each measured (``benchmarks/RESULTS.md``):
 
 Where a checkpoint hooks: everything that changes between two segments is
 the :class:`State`, one record of named fields (the position: rung, chunk,
-segment; the current chunk's :class:`~wdax.sweep.engine.Carry`; the host
+segment; the current chunk's :class:`~wdax.sweep._job.Carry`; the host
 copies of the rung's finished chunks and of the rung before; the metrics so
 far). After any :func:`step`, ``state.on_host()`` is a copy holding only
 host arrays, which can be saved; a run resumes by opening a new
@@ -43,12 +43,14 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
+from wdax.sweep import _collector
+from wdax.sweep import _job
+from wdax.sweep import _memory
+from wdax.sweep import _orders
+from wdax.sweep import _placement
 from wdax.sweep import _plan
-from wdax.sweep import checks
-from wdax.sweep import engine
-from wdax.sweep import folds as _folds
-from wdax.sweep import planning
-from wdax.sweep.engine import Carry
+from wdax.sweep import _programs
+from wdax.sweep._job import Carry
 
 # The orders of visit are kept on the devices up to this size.
 _KEEP_ORDERS = 64 * 2**20
@@ -66,7 +68,7 @@ class Training:
   from ``chunk_size``, or ``memory`` and ``per_configuration``.
   """
 
-  job: engine.Job
+  job: _job.Job
   data: Any
   train_table: np.ndarray
   eval_table: np.ndarray
@@ -166,7 +168,7 @@ class State:
 
   def on_host(self) -> State:
     """A copy whose arrays are all on the host (numpy, but random keys)."""
-    carry = None if self.carry is None else planning.host(self.carry)
+    carry = None if self.carry is None else _placement.host(self.carry)
     return dataclasses.replace(
         self, carry=carry, finished=list(self.finished), kept=list(self.kept),
         alive=self.alive.copy(), metrics=self.metrics.copy(), last=self.last.copy(),
@@ -202,7 +204,7 @@ def make_plan(training: Training) -> _plan.Plan:
   else:
     size, chunks = _plan.chunking(
         total, len(devices), training.per_configuration, training.chunk_size,
-        training.memory, planning.default_budget(devices),
+        training.memory, _memory.default_budget(devices),
     )
   return _plan.make(
       total, epochs=training.epochs, evals=training.evals, chunk_size=size, chunks=chunks,
@@ -224,8 +226,8 @@ class _Orders:
   def __call__(self, j: int) -> Any:
     if j in self.kept:
       return self.kept[j]
-    out = planning.put(
-        _folds.orders(self.seeds.tolist(), self.table, self.plan.segments[j], *self.shape[2:]),
+    out = _placement.put(
+        _orders.orders(self.seeds.tolist(), self.table, self.plan.segments[j], *self.shape[2:]),
         self.sharding,
     )
     if self.keep:
@@ -241,27 +243,27 @@ class Session:
   training: Training
   plan: _plan.Plan
   mesh: Mesh
-  inputs: engine.Inputs  # of every configuration, on the host
-  shared: engine.Shared  # on the devices
+  inputs: _programs.Inputs  # of every configuration, on the host
+  shared: _programs.Shared  # on the devices
   orders: _Orders
   init: Any
   run: Any
   seeds: Carry  # the initial (params, state) per distinct seed; no opt_state
   tester: concurrent.futures.Future | None
   batches: np.ndarray  # minibatches per epoch of each split
-  placed: tuple[Any, engine.Inputs] | None = None  # the last chunk's inputs
+  placed: tuple[Any, _programs.Inputs] | None = None  # the last chunk's inputs
 
   @property
   def config(self) -> NamedSharding:
-    return NamedSharding(self.mesh, PartitionSpec(engine.AXIS))
+    return NamedSharding(self.mesh, PartitionSpec(_programs.AXIS))
 
-  def chunk_inputs(self, rows: np.ndarray) -> engine.Inputs:
+  def chunk_inputs(self, rows: np.ndarray) -> _programs.Inputs:
     """The inputs of the configurations ``rows``, on the devices; sent
     once for a chunk's segments."""
     key = rows.tobytes()
     if self.placed is None or self.placed[0] != key:
       inputs = jax.tree.map(lambda a: a[rows], self.inputs)
-      self.placed = (key, planning.put(inputs, self.config))
+      self.placed = (key, _placement.put(inputs, self.config))
     return self.placed[1]
 
   @classmethod
@@ -269,26 +271,26 @@ class Session:
     """Places the data, makes the initial parameters and compiles the
     programs (in ``pool``: the two programs while the parameters are made,
     the test program while the first chunk trains)."""
-    job, mesh = training.job, Mesh(np.asarray(training.devices), (engine.AXIS,))
+    job, mesh = training.job, Mesh(np.asarray(training.devices), (_programs.AXIS,))
     distinct, which = np.unique(training.seed, return_inverse=True)
-    inputs = engine.Inputs(
+    inputs = _programs.Inputs(
         training.seed.astype(np.int32), which.astype(np.int32), training.split.astype(np.int32),
         {n: v.astype(np.float32) for n, v in training.hp.items()},
     )
     replicated = NamedSharding(mesh, PartitionSpec())
-    shared = planning.put(engine.Shared(
+    shared = _placement.put(_programs.Shared(
         training.data, training.train_table.astype(np.float32),
         training.eval_table.astype(np.float32),
     ), replicated)
     capacity = -(-training.train_table.shape[1] // job.batch_size) * job.batch_size
     orders = _Orders(plan, distinct, training.train_table, capacity, replicated)
-    compiled = engine.programs(job, mesh)
+    compiled = _programs.programs(job, mesh)
     init_args, run_args = _abstract(training, plan, distinct, shared, orders, compiled)
     run_future = compiled.compile(pool, 'run', *run_args)
     init_future = compiled.compile(pool, 'init', *init_args)
-    with checks.collector_paused():
-      seed_params, seed_state = planning.put(
-          engine.seed_variables(job, training.data, distinct.tolist()), replicated
+    with _collector.collector_paused():
+      seed_params, seed_state = _placement.put(
+          _programs.seed_variables(job, training.data, distinct.tolist()), replicated
       )
     tester = None
     if training.test is not None:
@@ -297,12 +299,12 @@ class Session:
       )
       hp_one = {n: jax.ShapeDtypeStruct((), np.float32) for n in training.hp}
       cpu = training.devices[0].platform == 'cpu'
-      tester = engine.tester(job, pool, (*one, hp_one), training.test, cpu)
+      tester = _programs.tester(job, pool, (*one, hp_one), training.test, cpu)
     return cls(
         training=training, plan=plan, mesh=mesh, inputs=inputs, shared=shared, orders=orders,
         init=init_future.result(), run=run_future.result(),
         seeds=Carry(seed_params, None, seed_state), tester=tester,
-        batches=engine.minibatches(job, training.train_table),
+        batches=_job.minibatches(job, training.train_table),
     )
 
   def trained(self, state: State) -> Trained:
@@ -311,7 +313,7 @@ class Session:
     params = model_state = None
     if training.keep_params:
       params, model_state = jax.tree.map(
-          lambda *a: engine.concatenate(a)[: plan.configurations], *state.kept
+          lambda *a: _placement.concatenate(a)[: plan.configurations], *state.kept
       )
     return Trained(
         metrics=state.metrics, test=state.tested, epochs=plan.points, params=params,
@@ -327,10 +329,10 @@ def _like(a: Any) -> jax.ShapeDtypeStruct:
 
 
 def _abstract(training: Training, plan: _plan.Plan, distinct: np.ndarray,
-              shared: engine.Shared, orders: _Orders, compiled: engine.Programs):
+              shared: _programs.Shared, orders: _Orders, compiled: _programs.Programs):
   """The shapes of the ``init`` and ``run`` programs' arguments."""
   example = jax.eval_shape(
-      engine.initializer(training.job), jax.random.key(0), engine.first_example(training.data)
+      _programs.initializer(training.job), jax.random.key(0), _programs.first_example(training.data)
   )
   seeded = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct((len(distinct), *a.shape), a.dtype), example
@@ -338,12 +340,12 @@ def _abstract(training: Training, plan: _plan.Plan, distinct: np.ndarray,
   column = {n: jax.ShapeDtypeStruct((plan.chunk_size,), np.float32) for n in training.hp}
   ints = jax.ShapeDtypeStruct((plan.chunk_size,), np.int32)
   init_args = (column, ints, *seeded)
-  with checks.collector_paused():
+  with _collector.collector_paused():
     carry = jax.eval_shape(compiled.init, *init_args)
   scalar = jax.ShapeDtypeStruct((), np.int32)
   run_args = (
-      carry, engine.Inputs(ints, ints, ints, column), jax.tree.map(_like, shared),
-      engine.Segment(jax.ShapeDtypeStruct(orders.shape, np.int32), scalar, scalar, scalar),
+      carry, _programs.Inputs(ints, ints, ints, column), jax.tree.map(_like, shared),
+      _programs.Segment(jax.ShapeDtypeStruct(orders.shape, np.int32), scalar, scalar, scalar),
   )
   return init_args, run_args
 
@@ -359,13 +361,13 @@ def step(session: Session, state: State) -> None:
   steps = np.int32(session.batches[session.inputs.split[chunk.rows]].max())
   carry, metrics = session.run(
       carry, inputs, session.shared,
-      engine.Segment(session.orders(j), steps, np.int32(len(segment)), np.int32(segment.start)),
+      _programs.Segment(session.orders(j), steps, np.int32(len(segment)), np.int32(segment.start)),
   )
   real = chunk.rows[: chunk.real]
-  state.metrics[real, j] = planning.host(metrics)[: chunk.real]
+  state.metrics[real, j] = _placement.host(metrics)[: chunk.real]
   if state.tested is not None and session.tester is not None:
     state.tested[real, j] = _test(
-        session.tester.result(), planning.host((carry.params, carry.state)),
+        session.tester.result(), _placement.host((carry.params, carry.state)),
         {n: v[real] for n, v in session.inputs.hp.items()}, chunk.real, session.training.test,
     )
   state.carry, state.segment, state.done = carry, j + 1, state.done + 1
@@ -373,19 +375,19 @@ def step(session: Session, state: State) -> None:
     _end_chunk(session, state, carry)
 
 
-def _carry(session: Session, state: State, rows: np.ndarray, inputs: engine.Inputs) -> Carry:
+def _carry(session: Session, state: State, rows: np.ndarray, inputs: _programs.Inputs) -> Carry:
   """The chunk's training state on the devices: as ``state`` holds it, or
   made from the initial parameters (the first rung) or from the states at
   the end of the rung before."""
   if state.carry is not None:
     if any(isinstance(a, np.ndarray) for a in jax.tree.leaves(state.carry)):
-      return planning.put(state.carry, session.config)
+      return _placement.put(state.carry, session.config)
     return state.carry
   if state.previous is None:
     seeds = session.seeds
     return session.init(inputs.hp, inputs.which, seeds.params, seeds.state)
   at = np.searchsorted(state.previous.rows, rows)
-  return planning.put(jax.tree.map(lambda a: a[at], state.previous.carry), session.config)
+  return _placement.put(jax.tree.map(lambda a: a[at], state.previous.carry), session.config)
 
 
 def _end_chunk(session: Session, state: State, carry: Carry) -> None:
@@ -395,9 +397,9 @@ def _end_chunk(session: Session, state: State, carry: Carry) -> None:
   plan, training = session.plan, session.training
   more = state.rung + 1 < len(plan.rungs)
   if more:
-    state.finished.append(planning.host(carry))
+    state.finished.append(_placement.host(carry))
   elif training.keep_params:
-    state.kept.append(planning.host((carry.params, carry.state)))
+    state.kept.append(_placement.host((carry.params, carry.state)))
   state.carry, state.chunk = None, state.chunk + 1
   if state.chunk < plan.chunks_of(len(state.alive)):
     state.segment = plan.rungs[state.rung].segments.start
@@ -410,7 +412,7 @@ def _end_chunk(session: Session, state: State, carry: Carry) -> None:
     )
     # Host copies of the state of ``alive`` (in order; then the padding).
     state.previous = Carried(
-        state.alive, jax.tree.map(lambda *a: engine.concatenate(a), *state.finished)
+        state.alive, jax.tree.map(lambda *a: _placement.concatenate(a), *state.finished)
     )
     state.finished, state.alive = [], going
     state.last[going] = state.rung + 1

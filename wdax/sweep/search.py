@@ -1,6 +1,6 @@
 r"""The sweep's entry points: :func:`grid`, :func:`fit` and :func:`select`.
 
-Every argument is checked first, in :func:`wdax.sweep.preparing.prepare`, before
+Every argument is checked first, in :func:`wdax.sweep._validation.prepare`, before
 anything compiles.
 """
 
@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from wdax.sweep import _job
 from wdax.sweep import _plan
 from wdax.sweep import _runner
-from wdax.sweep import engine
-from wdax.sweep import preparing
+from wdax.sweep import _validation
 from wdax.sweep import pruning
 from wdax.sweep import settings as _settings
-from wdax.sweep.preparing import Optimizer
+from wdax.sweep._validation import Optimizer
 from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
@@ -29,12 +29,12 @@ from wdax.sweep.tasks import Task
 Progress = Callable[[int, int], None] | None
 
 
-def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def _metric_curves(job: _job.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
   names = ('loss', *job.metrics)
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
-def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
+def _cross_validate(prep: _validation.Prepared, progress: Progress) -> Result:
   s, job = prep.settings, prep.job
   count = len(prep.val_table)
   p, k, r = np.meshgrid(
@@ -191,11 +191,11 @@ def grid(
     >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
     (array([1, 2]), [1, 2, 1, 2], 12)
   """
-  return _cross_validate(preparing.prepare('grid', task, data, space, optimizer, settings), progress)
+  return _cross_validate(_validation.prepare('grid', task, data, space, optimizer, settings), progress)
 
 
 def _refit(
-    job: engine.Job, prep: preparing.Prepared, point: dict[str, float], test: Any,
+    job: _job.Job, prep: _validation.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
 ) -> Fit:
   s = prep.settings
@@ -280,7 +280,7 @@ def fit(
     if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
   space = {name: [value] for name, value in point.items()}
-  prep = preparing.prepare('fit', task, data, space, optimizer, settings, test=test)
+  prep = _validation.prepare('fit', task, data, space, optimizer, settings, test=test)
   return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
 
 
@@ -349,7 +349,7 @@ def select(
     >>> found.refit.point == found.choice.point == found.result.best('val_loss')
     True
   """
-  prep = preparing.prepare(
+  prep = _validation.prepare(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
   )
@@ -363,6 +363,6 @@ def select(
         exact_chunk=result.chunk_size,
     )
   else:
-    refit_job = preparing.guarded(job, np.ones((1, prep.n), bool))
+    refit_job = _validation.guarded(job, np.ones((1, prep.n), bool))
     refit = _refit(refit_job, prep, choice.point, test, refit_progress)
   return Selection(result=result, choice=choice, refit=refit)

@@ -1,10 +1,9 @@
-"""Tests of wdax.sweep.planning: chunks, budgets, evaluation points, devices."""
+"""Tests of wdax.sweep._memory: the memory model of one configuration."""
 
 import jax
 import jax.numpy as jnp
-import pytest
 
-from wdax.sweep import planning
+from wdax.sweep import _memory
 
 
 def test_traced_counts_what_is_materialised():
@@ -14,7 +13,7 @@ def test_traced_counts_what_is_materialised():
 
   a = jax.ShapeDtypeStruct((4, 5), jnp.float32)
   b = jax.ShapeDtypeStruct((5, 3), jnp.float32)
-  size, out = planning.traced(fn, a, b)
+  size, out = _memory.traced(fn, a, b)
   assert size == 48 + 12 and out.shape == (3,)
 
 
@@ -23,11 +22,4 @@ def test_bytes_per_configuration_by_hand():
   opt_state = (jax.ShapeDtypeStruct((10,), jnp.float32),) * 2
   state = {'mean': jax.ShapeDtypeStruct((5,), jnp.float32)}
   expected = 4 * 40 + 80 + 2 * 20 + 2 * 100 * 7
-  assert planning.bytes_per_configuration(params, opt_state, state, 100.0, 7) == expected
-
-
-def test_devices():
-  assert planning.devices(None) == jax.devices()
-  assert planning.devices(1) == jax.devices()[:1]
-  with pytest.raises(ValueError, match='devices=99'):
-    planning.devices(99)
+  assert _memory.bytes_per_configuration(params, opt_state, state, 100.0, 7) == expected

@@ -1,9 +1,7 @@
-"""Planning a sweep: which devices, how much memory, how many chunks.
+"""A rough model of a configuration's device memory, from its jaxpr.
 
-The configurations of a sweep (point x fold x seed) are sharded over the
-devices on one axis and trained in equal chunks, each one call of one
-compiled program. A chunk's size comes from a rough estimate of one
-configuration's memory and a budget per device.
+A chunk's size comes from this estimate of one configuration's memory and a
+budget per device (:func:`default_budget`).
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
 
 # Without a device memory figure: 2 GiB. On CPU the limit is not memory: a
 # configuration costs as much in a chunk of 2 as in one of 40 there, chunks
@@ -24,68 +20,6 @@ from jax.sharding import NamedSharding
 # (about 5 configurations per device of the default MLP; 16 MiB).
 DEFAULT_BUDGET = 2 * 2**30
 CPU_BUDGET = 16 * 2**20
-
-
-def devices(given: int | Sequence[Any] | None) -> list[Any]:
-  """The devices to shard over: every device of every process for ``None``
-  (after ``jax.distributed.initialize``, all processes'), the first
-  ``given`` of them for a count, else the list given.
-
-  Examples:
-    >>> import jax
-    >>> from wdax.sweep import planning
-    >>> planning.devices(1) == jax.devices()[:1]
-    True
-  """
-  available = jax.devices()
-  if given is None:
-    return available
-  if isinstance(given, (int, np.integer)) and not isinstance(given, bool):
-    if not 1 <= given <= len(available):
-      raise ValueError(
-          f'devices={given}, but {len(available)} {available[0].platform} '
-          'device(s) are available.'
-      )
-    return available[: int(given)]
-  for device in given:
-    if not isinstance(device, jax.Device):
-      raise ValueError(
-          f'devices must list jax devices (e.g. jax.devices()[:2]); got {device!r}.'
-      )
-  return list(given)
-
-
-def put(tree: Any, sharding: NamedSharding) -> Any:
-  """Host values onto ``sharding``, across processes: every process holds
-  the same values and gives the devices it owns their part."""
-  if sharding.is_fully_addressable:
-    return jax.device_put(tree, sharding)
-
-  def leaf(a):
-    if jax.dtypes.issubdtype(getattr(a, 'dtype', None), jax.dtypes.prng_key):
-      data = np.asarray(jax.random.key_data(a))
-      placed = jax.make_array_from_callback(data.shape, sharding, lambda i: data[i])
-      return jax.random.wrap_key_data(placed, impl=jax.random.key_impl(a))
-    a = np.asarray(a)
-    return jax.make_array_from_callback(a.shape, sharding, lambda i: a[i])
-
-  return jax.tree.map(leaf, tree)
-
-
-def host(tree: Any) -> Any:
-  """Arrays sharded over any processes' devices, whole on this host (numpy,
-  but for random keys)."""
-
-  def leaf(a):
-    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-      return a if a.is_fully_addressable else jax.random.wrap_key_data(
-          host(jax.random.key_data(a)), impl=jax.random.key_impl(a)
-      )
-    if a.is_fully_addressable:
-      return np.asarray(a)
-    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
-
-  return jax.tree.map(leaf, tree)
 
 
 def nbytes(tree: Any) -> int:

@@ -1,4 +1,4 @@
-r"""The compiled engine: every configuration of a chunk in one program.
+r"""The compiled programs: every configuration of a chunk in one program.
 
 A configuration is a point, a fold and a seed. A ``jax.jit`` program
 (``run``, of :func:`programs`) trains a chunk of them for some epochs and
@@ -7,7 +7,7 @@ whole chunk and only the step and the evaluation ``vmap``\ ped (a vmapped
 loop is traced several times over). The chunk's axis is sharded over the
 devices with ``shard_map``. The point's values enter as traced scalars, so one
 compilation serves the grid, and a refit of the same shapes reuses it.
-:mod:`~wdax.sweep.chunks` runs these programs over a list of configurations.
+:mod:`~wdax.sweep._runner` runs these programs over a list of configurations.
 
 On CPU, XLA's first optimisation level compiles the training program about a
 fifth faster than the default and runs it as fast (``benchmarks/RESULTS.md``).
@@ -24,63 +24,22 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
-from wdax.sweep import checks
+from wdax.sweep import _cache
+from wdax.sweep import _collector
+from wdax.sweep import _job
+from wdax.sweep import _placement
 from wdax.sweep import folds as _folds
-from wdax.sweep.tasks import Task
+from wdax.sweep._job import Carry
+from wdax.sweep._job import Job
 
 AXIS = 'config'
 _CPU_OPTIONS = {'xla_backend_optimization_level': 1}
 # For programs that run a few times, where compiling costs more than running.
 _FAST_COMPILE = {'xla_backend_optimization_level': 0}
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-  """Everything the compiled programs close over; none of it is traced."""
-
-  task: Task
-  optimizer: Callable[..., optax.GradientTransformation]
-  to_optimizer: tuple[str, ...]
-  names: tuple[str, ...]
-  metrics: tuple[str, ...]
-  batch_size: int
-  full_batches: bool
-  guard: bool
-
-  def loss(self, params, state, batch, key, hp, weight):
-    """``(loss, metrics, state)`` of the task's loss, whatever it takes."""
-    kwargs = {}
-    if self.task.weighted:
-      kwargs['weight'] = weight
-    if self.task.stateful:
-      kwargs['state'] = state
-    out = self.task.loss(params, batch, key, hp, **kwargs)
-    if self.task.stateful:
-      return out
-    return (*out, state)
-
-  def tx(self, hp) -> optax.GradientTransformation:
-    return self.optimizer(**{n: hp[n] for n in self.to_optimizer})
-
-  def init(self, key, batch):
-    """``(params, state)`` from the task's ``init``."""
-    out = self.task.init(key, batch)
-    return out if self.task.stateful else (out, {})
-
-
-class Carry(NamedTuple):
-  """The training state of configurations, stacked over them: what a
-  segment of ``run`` starts from and returns."""
-
-  params: Any
-  opt_state: Any
-  state: Any
 
 
 class Inputs(NamedTuple):
@@ -116,62 +75,6 @@ class Segment(NamedTuple):
   start: Any
 
 
-def _vector(job: Job, loss, metrics) -> jax.Array:
-  return jnp.stack([loss, *(metrics[m] for m in job.metrics)]).astype(jnp.float32)
-
-
-def evaluator(job: Job) -> Callable[..., jax.Array]:
-  """``(params, state, hp, data, weights) -> (W, 1 + M)``: the loss and each
-  metric over the examples each row of ``weights`` (``(W, n)``) marks."""
-
-  def weighted(params, state, hp, data, weights):
-    def one(w):
-      loss, metrics, _ = job.loss(params, state, data, None, hp, w)
-      return _vector(job, loss, metrics)
-
-    # The forward pass does not depend on the weights, so under this vmap
-    # it runs once for every row of them.
-    return jax.vmap(one)(weights)
-
-  def per_example(params, state, hp, data, weights):
-    def one(example):
-      batch = jax.tree.map(lambda a: a[None], example)
-      loss, metrics, _ = job.loss(params, state, batch, None, hp, None)
-      return _vector(job, loss, metrics)
-
-    values = jax.vmap(one)(data)
-    return (weights @ values) / jnp.sum(weights, axis=1, keepdims=True)
-
-  return weighted if job.task.weighted else per_example
-
-
-def minibatches(job: Job, train_table: np.ndarray) -> np.ndarray:
-  """Minibatches per epoch of each row of a training table: only full ones
-  when ``job.full_batches``."""
-  count = (train_table > 0).sum(axis=1)
-  if job.full_batches:
-    return count // job.batch_size
-  return -(-count // job.batch_size)
-
-
-def stepper(job: Job):
-  """``(carry, batch, weight, key, hp) -> carry``: one training step of one
-  configuration, ``carry`` a :class:`Carry`."""
-
-  def step(carry: Carry, batch, weight, key, hp) -> Carry:
-    params, opt_state, state = carry
-
-    def objective(p):
-      loss, _, new_state = job.loss(p, state, batch, key, hp, weight)
-      return loss, new_state
-
-    (_, state), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, opt_state = job.tx(hp).update(grads, opt_state, params)
-    return Carry(optax.apply_updates(params, updates), opt_state, state)
-
-  return step
-
-
 @dataclasses.dataclass
 class Programs:
   """A job's jitted programs, and their ahead-of-time compilations
@@ -192,7 +95,7 @@ class Programs:
     leaves, treedef = jax.tree.flatten(abstract)
     signature = (name, treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves))
     if signature not in self.compiled:
-      with checks.collector_paused():
+      with _collector.collector_paused():
         lowered = getattr(self, name).lower(*abstract)
       self.compiled[signature] = pool.submit(lowered.compile)
     return self.compiled[signature]
@@ -208,7 +111,7 @@ def programs(job: Job, mesh: Mesh) -> Programs:
   ``init`` builds each configuration's training state; ``run`` trains a chunk
   for some epochs and evaluates it on its training and validation examples.
   """
-  return checks.remember(_PROGRAMS, (job, mesh), lambda: _programs(job, mesh))
+  return _cache.remember(_PROGRAMS, (job, mesh), lambda: _programs(job, mesh))
 
 
 def _programs(job: Job, mesh: Mesh) -> Programs:
@@ -251,7 +154,7 @@ def trainer(job: Job) -> Callable[[Carry, Inputs, Shared, Segment], tuple[Carry,
   """``(carry, inputs, shared, segment) -> (carry, metrics)``: a chunk's
   configurations trained through one segment, then evaluated on their
   training and validation examples (``metrics``: ``(chunk, 2, 1 + M)``)."""
-  evaluate = evaluator(job)
+  evaluate = _job.evaluator(job)
 
   def run(carry: Carry, inputs: Inputs, shared: Shared, segment: Segment):
     minibatch = _minibatch(job, inputs, shared)
@@ -282,7 +185,7 @@ def trainer(job: Job) -> Callable[[Carry, Inputs, Shared, Segment], tuple[Carry,
 def _minibatch(job: Job, inputs: Inputs, shared: Shared):
   """``(i, carry, order, epoch_keys) -> carry``: minibatch ``i`` of an
   epoch visiting the examples in ``order``, a step of every configuration."""
-  batch_size, step = job.batch_size, stepper(job)
+  batch_size, step = job.batch_size, _job.stepper(job)
   n = jax.tree.leaves(shared.data)[0].shape[0]
   w_train = shared.train_table[inputs.split]
 
@@ -319,7 +222,7 @@ def initializer(job: Job) -> Any:
   slower, and a grid needs one initialisation per seed, not per
   configuration. It runs once per seed; unoptimised code compiles faster.
   """
-  return checks.remember(
+  return _cache.remember(
       _INITIALIZERS, job.task, lambda: jax.jit(job.init, compiler_options=_FAST_COMPILE)
   )
 
@@ -334,7 +237,7 @@ def seed_variables(job: Job, data: Any, seeds: Sequence[int]) -> tuple[Any, Any]
   init, batch = initializer(job), first_example(data)
   made = [init(jax.random.key(s), batch) for s in seeds]
   # Stacked on the host: jnp.stack would compile a program per leaf shape.
-  return jax.tree.map(lambda *a: stack(a), *made)
+  return jax.tree.map(lambda *a: _placement.stack(a), *made)
 
 
 _TESTERS: dict[Any, Any] = {}
@@ -345,7 +248,7 @@ def tester(job: Job, pool: concurrent.futures.Executor, one: Any, test: Any, cpu
   compiling in ``pool``: unoptimised, for it runs a few times. The jitted
   function is kept per job, so its lowering and compilation are reused."""
   def make():
-    evaluate = evaluator(job)
+    evaluate = _job.evaluator(job)
 
     def metrics(params, state, hp, data):
       weights = jnp.ones((1, jax.tree.leaves(data)[0].shape[0]), jnp.float32)
@@ -353,25 +256,7 @@ def tester(job: Job, pool: concurrent.futures.Executor, one: Any, test: Any, cpu
 
     return jax.jit(metrics)
 
-  fn = checks.remember(_TESTERS, (job.task, job.metrics), make)
-  with checks.collector_paused():
+  fn = _cache.remember(_TESTERS, (job.task, job.metrics), make)
+  with _collector.collector_paused():
     lowered = fn.lower(*one, test)
   return pool.submit(lowered.compile, _FAST_COMPILE if cpu else None)
-
-
-def _is_key(a: Any) -> bool:
-  return jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
-
-
-def stack(arrays: Sequence[Any]) -> Any:
-  """Arrays stacked on a new leading axis, on the host but for random keys."""
-  if _is_key(arrays[0]):
-    return jnp.stack(arrays)
-  return np.stack([np.asarray(a) for a in arrays])
-
-
-def concatenate(arrays: Sequence[Any]) -> Any:
-  """Arrays joined on their leading axis, on the host but for random keys."""
-  if _is_key(arrays[0]):
-    return jnp.concatenate(arrays)
-  return np.concatenate(arrays)
