@@ -145,20 +145,21 @@ def prepare(
     data: Any,
     space: Any,
     optimizer: Optimizer,
-    given: dict[str, Any],
+    settings: _settings.Settings,
     *,
     test: Any = None,
     choice: tuple[str, str | None, bool | str] | None = None,
 ) -> Prepared:
-  """Checks every argument of ``fn``; the one place the sweep validates,
-  before anything compiles."""
+  """Checks every argument of ``fn`` but the settings (checked when made);
+  the one place the sweep validates, before anything compiles."""
   with _collector.collector_paused():
-    return _check(fn, task, data, space, optimizer, given, test, choice)
+    return _check(fn, task, data, space, optimizer, settings, test, choice)
 
 
-def _check(fn, task, data, space, optimizer, given, test, choice) -> Prepared:
-  exclude = _settings.GRID_ONLY if fn == 'fit' else ()
-  settings = _settings.make(fn, given, exclude=exclude)
+def _check(
+    fn: str, task: Task, data: Any, space: Any, optimizer: Optimizer,
+    settings: _settings.Settings, test: Any, choice: tuple[str, str | None, bool | str] | None,
+) -> Prepared:
   if not isinstance(task, Task):
     raise TypeError(
         f'{fn}(): task must be a sweep.Task (e.g. sweep.classifier(model)); got '

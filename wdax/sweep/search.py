@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,12 +18,12 @@ from wdax.sweep import _plan
 from wdax.sweep import _runner
 from wdax.sweep import _validation
 from wdax.sweep import pruning
-from wdax.sweep import settings as _settings
 from wdax.sweep._validation import Optimizer
 from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
 from wdax.sweep.results import Selection
+from wdax.sweep.settings import Settings
 from wdax.sweep.space import Space
 from wdax.sweep.tasks import Task
 
@@ -91,7 +92,6 @@ def _order(item: tuple[str, Any]) -> tuple[int, int]:
   return (side != 'train', metric != 'loss')
 
 
-@_settings.signed()
 def grid(
     task: Task,
     data: Any,
@@ -99,7 +99,16 @@ def grid(
     *,
     optimizer: Optimizer,
     progress: Progress = None,
-    **settings: Any,
+    folds: int | np.ndarray = 5,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    fold_seed: int = 0,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
+    prune: Halving | None = None,
 ) -> Result:
   r"""Cross-validates every point of ``space`` in one compiled, vmapped program.
 
@@ -160,9 +169,8 @@ def grid(
       ``optax.GradientTransformation``. :func:`kind` makes named ones.
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
-    **settings: the fields of :class:`Settings`: ``folds``, ``seeds``,
-      ``epochs``, ``batch_size``, ``fold_seed``, ``evals``, ``devices``,
-      ``chunk_size``, ``memory``, ``prune``.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
+      memory, prune: the settings, each described at :class:`Settings`.
 
   Returns:
     A :class:`Result`; ``result.best('val_loss')`` is the chosen point, of
@@ -191,7 +199,12 @@ def grid(
     >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
     (array([1, 2]), [1, 2, 1, 2], 12)
   """
-  return _cross_validate(_validation.prepare('grid', task, data, space, optimizer, settings), progress)
+  settings = Settings(
+      folds=folds, seeds=seeds, epochs=epochs, batch_size=batch_size, fold_seed=fold_seed,
+      evals=evals, devices=devices, chunk_size=chunk_size, memory=memory, prune=prune,
+  )
+  prep = _validation.prepare('grid', task, data, space, optimizer, settings)
+  return _cross_validate(prep, progress)
 
 
 def _refit(
@@ -221,7 +234,6 @@ def _refit(
   )
 
 
-@_settings.signed(exclude=_settings.GRID_ONLY)
 def fit(
     task: Task,
     data: Any,
@@ -230,7 +242,13 @@ def fit(
     optimizer: Optimizer,
     test: Any = None,
     progress: Progress = None,
-    **settings: Any,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
 ) -> Fit:
   r"""Trains ``task`` at one point on all of ``data``, once per seed.
 
@@ -252,8 +270,8 @@ def fit(
     optimizer: as for :func:`grid`.
     test: optional held-out data.
     progress: as for :func:`grid`.
-    **settings: the fields of :class:`Settings` but ``folds`` and
-      ``fold_seed``.
+    seeds, epochs, batch_size, evals, devices, chunk_size, memory: the
+      settings, as for :func:`grid`.
 
   Returns:
     A :class:`Fit`: ``.params`` and, in ``.test``, the test metrics.
@@ -279,6 +297,10 @@ def fit(
   for name, value in point.items():
     if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
+  settings = Settings(
+      seeds=seeds, epochs=epochs, batch_size=batch_size, evals=evals, devices=devices,
+      chunk_size=chunk_size, memory=memory,
+  )
   space = {name: [value] for name, value in point.items()}
   prep = _validation.prepare('fit', task, data, space, optimizer, settings, test=test)
   return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
@@ -290,7 +312,6 @@ def fit(
 _REUSE_PER_DEVICE = 20
 
 
-@_settings.signed()
 def select(
     task: Task,
     data: Any,
@@ -303,7 +324,16 @@ def select(
     one_se: bool | str = False,
     progress: Progress = None,
     refit_progress: Progress = None,
-    **settings: Any,
+    folds: int | np.ndarray = 5,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    fold_seed: int = 0,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
+    prune: Halving | None = None,
 ) -> Selection:
   r"""Cross-validates ``space``, chooses a point and refits it: :func:`grid`,
   :meth:`Result.choose`, then :func:`fit`.
@@ -331,7 +361,8 @@ def select(
     one_se: as for :meth:`Result.choose`.
     progress: ``progress`` of the grid.
     refit_progress: ``progress`` of the refit.
-    **settings: as for :func:`grid`.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
+      memory, prune: as for :func:`grid`.
 
   Returns:
     A :class:`Selection`.
@@ -349,6 +380,10 @@ def select(
     >>> found.refit.point == found.choice.point == found.result.best('val_loss')
     True
   """
+  settings = Settings(
+      folds=folds, seeds=seeds, epochs=epochs, batch_size=batch_size, fold_seed=fold_seed,
+      evals=evals, devices=devices, chunk_size=chunk_size, memory=memory, prune=prune,
+  )
   prep = _validation.prepare(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
