@@ -87,7 +87,7 @@ def _trace(job: _job.Job, data: Any, batch_size: int) -> tuple[_job.Job, int]:
           f'the task metric {name!r} must be a scalar under a name other than '
           "'loss'."
       )
-  if jax.tree.structure(new_state) != jax.tree.structure(state):
+  if _structure(new_state) != _structure(state):
     raise ValueError(
         'the state the task loss returns differs in structure from the one '
         f'init made: {jax.tree.structure(new_state)} vs {jax.tree.structure(state)}.'
@@ -119,11 +119,17 @@ def _full_batches(job: _job.Job, state: Any) -> bool:
   return not job.task.weighted or bool(jax.tree.leaves(state))
 
 
+def _structure(tree: Any) -> Any:
+  """``jax.tree.structure(tree)``, typed ``Any``: the type checker sees no
+  comparison of jax's ``PyTreeDef``."""
+  return jax.tree.structure(tree)
+
+
 def _check_test(task: Task, data: Any, test: Any) -> Any:
   if test is None:
     return None
   test, _ = _folds.check_data(test, 'test')
-  if jax.tree.structure(test) != jax.tree.structure(data):
+  if _structure(test) != _structure(data):
     raise ValueError(
         f'test must have the structure of data: {jax.tree.structure(test)} vs '
         f'{jax.tree.structure(data)}.'

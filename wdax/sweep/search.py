@@ -37,6 +37,7 @@ def _metric_curves(job: _job.Job, values: np.ndarray, prefix: str) -> dict[str, 
 
 def _cross_validate(prep: _validation.Prepared, progress: Progress) -> Result:
   s, job = prep.settings, prep.job
+  assert prep.fold_ids is not None  # made for grid and select, not for fit
   count = len(prep.val_table)
   p, k, r = np.meshgrid(
       np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
@@ -295,7 +296,7 @@ def fit(
   if not point:
     raise ValueError('point is empty: give one value per name, e.g. {"rate": 1e-2}.')
   for name, value in point.items():
-    if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
+    if isinstance(value, (list, tuple, str, bytes)) or np.ndim(value) != 0:
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
   settings = Settings(
       seeds=seeds, epochs=epochs, batch_size=batch_size, evals=evals, devices=devices,
