@@ -1,6 +1,7 @@
 """wdax: weight decay done right, as optax gradient transformations."""
 
 from wdax import diagnostics
+from wdax import learning_rates
 from wdax import masks
 from wdax import paths
 from wdax import rate
@@ -13,12 +14,14 @@ from wdax.decay import decoupled
 from wdax.decay import l1
 from wdax.decay import l2
 from wdax.decay import toward
+from wdax.learning_rates import scale_by_learning_rate
 from wdax.masks import Mask
 from wdax.masks import MaskLike
 from wdax.optimizers import adams
 from wdax.optimizers import adamw
 from wdax.optimizers import sgdw
 from wdax.paths import leaf_paths
+from wdax.rate import LrLike
 from wdax.rate import RateLike
 from wdax.rate import Rates
 from wdax.rate import rates
@@ -41,6 +44,7 @@ def __getattr__(name: str):
 
 __all__ = [
     'DecayState',
+    'LrLike',
     'Mask',
     'MaskLike',
     'RateLike',
@@ -55,12 +59,14 @@ __all__ = [
     'diagnostics',
     'l1',
     'l2',
+    'learning_rates',
     'leaf_paths',
     'masks',
     'paths',
     'rate',
     'rates',
     'report',
+    'scale_by_learning_rate',
     'schedules',
     'sgdw',
     'toward',
