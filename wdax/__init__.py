@@ -1,8 +1,10 @@
 """wdax: weight decay done right, as optax gradient transformations."""
 
 from wdax import diagnostics
+from wdax import layerwise
 from wdax import learning_rates
 from wdax import masks
+from wdax import param_labels
 from wdax import paths
 from wdax import rate
 from wdax import report
@@ -14,10 +16,14 @@ from wdax.decay import decoupled
 from wdax.decay import l1
 from wdax.decay import l2
 from wdax.decay import toward
+from wdax.layerwise import layerwise_lr
+from wdax.layerwise import layerwise_rates
 from wdax.learning_rates import scale_by_learning_rate
 from wdax.masks import Mask
 from wdax.masks import MaskLike
 from wdax.optimizers import adams
+from wdax.param_labels import Labels
+from wdax.param_labels import labels
 from wdax.optimizers import adamw
 from wdax.optimizers import sgdw
 from wdax.paths import leaf_paths
@@ -44,6 +50,7 @@ def __getattr__(name: str):
 
 __all__ = [
     'DecayState',
+    'Labels',
     'LrLike',
     'Mask',
     'MaskLike',
@@ -59,9 +66,14 @@ __all__ = [
     'diagnostics',
     'l1',
     'l2',
+    'labels',
+    'layerwise',
+    'layerwise_lr',
+    'layerwise_rates',
     'learning_rates',
     'leaf_paths',
     'masks',
+    'param_labels',
     'paths',
     'rate',
     'rates',
