@@ -22,10 +22,10 @@ from wdax.learning_rates import scale_by_learning_rate
 from wdax.masks import Mask
 from wdax.masks import MaskLike
 from wdax.optimizers import adams
-from wdax.param_labels import Labels
-from wdax.param_labels import labels
 from wdax.optimizers import adamw
 from wdax.optimizers import sgdw
+from wdax.param_labels import Labels
+from wdax.param_labels import labels
 from wdax.paths import leaf_paths
 from wdax.rate import LrLike
 from wdax.rate import RateLike

@@ -189,9 +189,9 @@ def select(
     for path, shape, lr_leaf in zip(all_paths, shapes, lrs):
       _rates.check_layers(lr_leaf, shape, path, f'{fn}: lr')
   active = [
-      r if on and not _checks.is_static_zero(r) and not _rates.is_frozen(l)
+      r if on and not _checks.is_static_zero(r) and not _rates.is_frozen(eta)
       else None
-      for on, r, l in zip(selected, leaf_rates, lrs)
+      for on, r, eta in zip(selected, leaf_rates, lrs)
   ]
   # Only a rates() spec holds per-layer values; a schedule is traced
   # abstractly for its shape only there (follow() may wrap a per-layer array).
@@ -204,7 +204,9 @@ def select(
   peaks = (
       _peaks(fn, lrs, peak_lr, all_paths, hidden) if per_group else [None] * len(lrs)
   )
-  live = [None if (f := _rates.frozen_rows(l)) is None else ~f for l in lrs]
+  live = [
+      None if (rows := _rates.frozen_rows(eta)) is None else ~rows for eta in lrs
+  ]
   return Selection(active, lrs, peaks, live, [len(s) for s in shapes])
 
 
@@ -253,7 +255,7 @@ def coefficients(
   Per-layer values are laid along the leaf's leading axis.
   """
   cache: dict[int, Any] = {}
-  out = []
+  out: list[Any] = []
   for r, lr, top, ndim in zip(sel.rates, sel.lrs, sel.peaks, sel.ndims):
     if r is None:
       out.append(None)

@@ -64,12 +64,11 @@ def _decoupled_after(
     peak_lr: Any,
 ) -> optax.GradientTransformation:
   """The decay that follows an optimiser whose update is already lr-scaled."""
-  named = {'rate_name': 'weight_decay'}
   if isinstance(learning_rate, _rates.Rates):
     # Each leaf follows its own group's learning rate and that rate's peak.
     return _leafwise.transform(
         fn, weight_decay, learning_rate, mask, _leafwise.subtract,
-        coupling=coupling, peak_lr=peak_lr, **named,
+        coupling=coupling, peak_lr=peak_lr, rate_name='weight_decay',
     )
   if isinstance(peak_lr, _rates.Rates):
     raise ValueError(
@@ -78,17 +77,17 @@ def _decoupled_after(
     )
   if coupling == 'lr':
     return _leafwise.transform(
-        fn, weight_decay, learning_rate, mask, _leafwise.subtract, **named
+        fn, weight_decay, learning_rate, mask, _leafwise.subtract, rate_name='weight_decay'
     )
   if coupling == 'none':
     return _leafwise.transform(
-        fn, weight_decay, None, mask, _leafwise.subtract, **named
+        fn, weight_decay, None, mask, _leafwise.subtract, rate_name='weight_decay'
     )
   # The rate is weight_decay times lr_t / peak: weight_decay at the peak.
   rate = _schedules.multiplied(fn, learning_rate, weight_decay, peak_lr)
   lr = None if coupling == 'schedule' else learning_rate
   return _leafwise.transform(
-      fn, rate, lr, mask, _leafwise.subtract, bound=weight_decay, **named
+      fn, rate, lr, mask, _leafwise.subtract, bound=weight_decay, rate_name='weight_decay'
   )
 
 

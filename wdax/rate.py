@@ -329,7 +329,7 @@ def _layer_count(value: Any) -> int | None:
       out = jax.eval_shape(value, jax.ShapeDtypeStruct((), np.int32))
     except Exception:  # noqa: BLE001 - a schedule we cannot trace abstractly
       return None
-    shape = getattr(out, 'shape', ())
+    shape: tuple[int, ...] = tuple(getattr(out, 'shape', ()))
     return shape[0] if len(shape) == 1 else None
   if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 1:
     return int(np.shape(value)[0])

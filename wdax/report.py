@@ -72,7 +72,7 @@ class Report:
     return (*base, 'lr', 'decay/step') if self.with_lr else base
 
   def _cells(self) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in self.rows:
       decayed = 'frozen' if r.frozen else ('yes' if r.decayed else 'no')
       row = (r.path, str(r.shape), r.dtype, f'{r.size:,}', decayed, r.rate)
@@ -299,15 +299,13 @@ def describe(
     else:
       shown = _rates.describe_rate(r)
     shape = tuple(np.shape(leaf))
-    extra = {}
+    row = Row(path, shape, str(leaf.dtype), int(np.prod(shape)), decayed, shown)
     if lr is not None:
-      extra = dict(
+      row = dataclasses.replace(
+          row,
           lr='0 (frozen)' if frozen else _rates.describe_rate(eta),
           per_step=_per_step(c),
           frozen=frozen,
       )
-    rows.append(
-        Row(path, shape, str(leaf.dtype), int(np.prod(shape)), decayed, shown,
-            **extra)
-    )
+    rows.append(row)
   return Report(tuple(rows))
