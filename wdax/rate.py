@@ -111,7 +111,7 @@ def _value(value: Any, name: str) -> Any:
   if (
       not callable(value)
       and not _checks.is_traced(value)
-      and isinstance(value, (list, tuple, np.ndarray, jax.Array))
+      and isinstance(value, (np.ndarray, jax.Array))
       and np.ndim(value) == 1
   ):
     per_layer = np.asarray(value, np.float64)
