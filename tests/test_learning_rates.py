@@ -205,3 +205,16 @@ def test_a_jitted_step_with_per_group_schedules_traces_once():
   for _ in range(3):
     params, state = step(params, state)
   assert jax.eval_shape(tx.init, params) is not None
+
+
+def test_per_group_peak_lr_replaces_the_read_peak():
+  params = {'a': jnp.ones(2), 'b': jnp.ones(2)}
+  zero = lambda p, i: jax.tree.map(jnp.zeros_like, p)  # noqa: E731
+  tx = wdax.sgdw(
+      wdax.rates({'a': SCHED_A, 'b': 1e-2}), weight_decay=0.5, coupling='schedule',
+      peak_lr=wdax.rates({'a': 4e-2}, default=1e-2),
+  )
+  got = run(tx, params, 4, gradients=zero)
+  eta = np.array([float(SCHED_A(t)) for t in range(4)])
+  np.testing.assert_allclose(got['a'], np.prod(1 - 0.5 * eta / 4e-2) * np.ones(2), rtol=2e-6)
+  np.testing.assert_allclose(got['b'], (1 - 0.5) ** 4 * np.ones(2), rtol=2e-6)

@@ -192,7 +192,11 @@ def adamw(
   out of sight.
 
   Args:
-    learning_rate: :math:`\eta`, a number or an optax schedule.
+    learning_rate: :math:`\eta`, a number or an optax schedule, or
+      :func:`wdax.rates` of those (and of per-layer arrays): each group then
+      steps, and decays per ``coupling``, with its own learning rate and
+      peak, as a PyTorch param group does. A group whose learning rate is
+      the constant 0 is frozen: bitwise unchanged, with no moments kept.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
     eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`. In float16 the
@@ -208,7 +212,8 @@ def adamw(
       floating leaf. Adam itself updates every leaf.
     nesterov: Nesterov momentum (NAdamW), as in ``optax.adamw``.
     coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
-    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
+    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``;
+      a :func:`wdax.rates` when the learning rate is per group.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -284,7 +289,11 @@ def sgdw(
   PyTorch feeds the decay through the buffer.
 
   Args:
-    learning_rate: :math:`\eta`, a number or an optax schedule.
+    learning_rate: :math:`\eta`, a number or an optax schedule, or
+      :func:`wdax.rates` of those (and of per-layer arrays): each group then
+      steps, and decays per ``coupling``, with its own learning rate and
+      peak, as a PyTorch param group does. A group whose learning rate is
+      the constant 0 is frozen: bitwise unchanged, with no moments kept.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
     momentum: :math:`\mu`, non-negative, or ``None`` for plain SGD without a
@@ -293,7 +302,8 @@ def sgdw(
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf.
     coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
-    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
+    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``;
+      a :func:`wdax.rates` when the learning rate is per group.
 
   Every argument after the learning rate is keyword-only, and every numeric
   one can be injected with ``optax.inject_hyperparams``.
@@ -424,7 +434,11 @@ def adams(
   one can be injected with ``optax.inject_hyperparams``.
 
   Args:
-    learning_rate: :math:`\eta`, a number or an optax schedule.
+    learning_rate: :math:`\eta`, a number or an optax schedule, or
+      :func:`wdax.rates` of those (and of per-layer arrays): each group then
+      steps, and decays per ``coupling``, with its own learning rate and
+      peak, as a PyTorch param group does. A group whose learning rate is
+      the constant 0 is frozen: bitwise unchanged, with no moments kept.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
     eps: :math:`\epsilon`; ``init`` warns if it is 0 in float16, as
