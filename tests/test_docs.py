@@ -69,11 +69,17 @@ def _targets(text: str, current: str) -> set[str]:
   return found
 
 
+@pytest.fixture(scope='module')
+def pages():
+  return _apipages().pages()
+
+
 @pytest.mark.parametrize(
     'package,name', EXPORTED, ids=[f'{p.__name__}.{n}' for p, n in EXPORTED]
 )
-def test_every_exported_name_is_listed_in_the_reference_sources(package, name):
-  pages = _apipages().pages()
+def test_every_exported_name_is_listed_in_the_reference_sources(
+    pages, package, name
+):
   page = pages[f'{package.__name__}.rst']
   targets = _targets(page, package.__name__)
   value = getattr(package, name)
