@@ -2,7 +2,7 @@
 decays, and the one line for a mask the model cannot take."""
 
 import pytest
-from cli_inputs import refused
+from support.cli_inputs import refused
 
 from wdax import cli
 
