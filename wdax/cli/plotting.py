@@ -19,9 +19,13 @@ import math
 import os
 from typing import Any
 
-from wdax.cli.rendering import LABELS
-from wdax.cli.rendering import UNITS
-from wdax.cli.rendering import shown
+import numpy as np
+
+from wdax.cli.labels import LABELS
+from wdax.cli.labels import UNITS
+from wdax.cli.labels import shown
+from wdax.sweep import analysis
+from wdax.sweep import datasets
 
 _NAMES = {
     'lr': 'learning rate lr (Adam step size)',
@@ -47,7 +51,7 @@ def _value(row: dict[str, Any], metric: str) -> tuple[float, float]:
     if mean is None:
       return math.nan, math.nan
     se = 0.0 if se is None else se
-    return math.exp(min(mean, 700)), math.exp(min(mean, 700)) * se  # delta method
+    return analysis.perplexity(mean), analysis.perplexity_se(mean, se)
   mean, se = row.get(metric), row.get(f'{metric}_se')
   return (math.nan if mean is None else mean), (math.nan if se is None else se)
 
@@ -61,7 +65,7 @@ def _difference(row: dict[str, Any], metric: str) -> tuple[float, float]:
 def _title(results: dict[str, Any]) -> str:
   settings, data = results['settings'], results['data']
   source = settings['data']
-  if source not in ('digits', 'breast_cancer', 'wine', 'diabetes', 'text'):
+  if source not in datasets.NAMES:
     source = shown(os.path.basename(source))
   prune = settings['prune']
   pruned = f', pruned from epoch {prune["min_epochs"]}' if prune else ''
@@ -84,6 +88,7 @@ def _test_text(results: dict[str, Any]) -> str:
 def plot(path: str, results: dict[str, Any]) -> None:
   """Draws sweep.png at ``path`` from ``results`` (results.json's content,
   NaN still as NaN)."""
+  # matplotlib takes a second to import: only the run that draws pays it.
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
@@ -106,8 +111,6 @@ def plot(path: str, results: dict[str, Any]) -> None:
 
 
 def _curves(fig, results: dict[str, Any]) -> None:
-  import numpy as np
-
   metric, label = _shown_metric(results)
   choice = results['choice']
   ax, ax_diff = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
@@ -183,8 +186,6 @@ def fit_difference_axis(ax, results: dict[str, Any], metric: str) -> None:
   """A symmetric-log axis when the largest difference dwarfs the chosen
   one's, so that both the gains near the choice and the losses of too much
   decay can be read."""
-  import numpy as np
-
   diffs = np.array([_difference(r, metric) for r in results['table'] if r['rate'] > 0])
   if not diffs.size or results['choice']['rate'] == 0:
     return
@@ -211,8 +212,7 @@ def _row_index(results: dict[str, Any], choice: dict[str, Any]) -> int:
 
 
 def _heatmaps(fig, results: dict[str, Any], other: str, rows: int, columns: int) -> None:
-  import numpy as np
-  from matplotlib.patches import Rectangle
+  from matplotlib.patches import Rectangle  # imported where it draws, as in plot
 
   metric, label = _shown_metric(results)
   choice = results['choice']

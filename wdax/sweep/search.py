@@ -14,6 +14,7 @@ import numpy as np
 
 from wdax.sweep import chunks
 from wdax.sweep import engine
+from wdax.sweep import errors
 from wdax.sweep import preparing
 from wdax.sweep import pruning
 from wdax.sweep import settings as _settings
@@ -33,6 +34,7 @@ def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
+@errors.out_of_memory()
 def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
   s, job = prep.settings, prep.job
   count = len(prep.val_table)
@@ -193,6 +195,7 @@ def grid(
   return _cross_validate(preparing.prepare('grid', task, data, space, optimizer, settings), progress)
 
 
+@errors.out_of_memory()
 def _refit(
     job: engine.Job, prep: preparing.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
