@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from wdax.cli.parsing import CRITERIA
-from wdax.cli.parsing import DATASETS
+from wdax.cli.requests import CRITERIA
+from wdax.sweep.datasets import NAMES as DATASETS
 
 pytestmark = pytest.mark.usefixtures('devices_started')
 

@@ -46,8 +46,8 @@ def folder(cache: str | None, no_cache: bool) -> str | None:
     return None
   if cache is not None:
     return cache
-  if jax.config.jax_compilation_cache_dir:
-    return jax.config.jax_compilation_cache_dir
+  if jax.config.values['jax_compilation_cache_dir']:
+    return jax.config.values['jax_compilation_cache_dir']
   if 'WDAX_CACHE' in os.environ:
     return os.environ['WDAX_CACHE'] or None
   home = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
@@ -65,7 +65,7 @@ def enable(cache: str | None, no_cache: bool) -> str | None:
   ``--no-cache``, before the first compilation; returns its folder, or
   None."""
   path = folder(cache, no_cache)
-  if path is None or path == jax.config.jax_compilation_cache_dir:
+  if path is None or path == jax.config.values['jax_compilation_cache_dir']:
     return path
   try:
     os.makedirs(path, mode=0o700, exist_ok=True)

@@ -33,6 +33,7 @@ def _mask(name: str) -> Any:
 
 def describe(request: DescribeRequest) -> int:
   """``wdax describe``: prints the report; returns the exit status."""
+  model: Any
   if request.model == 'mlp':
     model, example = sweep.MLP(hidden=request.hidden, outputs=10), jnp.zeros((1, 64))
   else:

@@ -146,8 +146,8 @@ def _load_csv(path: str):
         f"{path}: the 'label' column appears {len(at)} times (columns "
         f'{", ".join(str(i + 1) for i in at)}); keep one'
     )
-  at = at[0]
-  features = [i for i in range(len(header)) if i != at]
+  column = at[0]
+  features = [i for i in range(len(header)) if i != column]
   if not features:
     raise BadInput(f"{path}: no feature columns besides 'label'")
   x, y = [], []
@@ -171,10 +171,10 @@ def _load_csv(path: str):
             'infinite'
         )
       values.append(value)
-    if not row[at].strip():
+    if not row[column].strip():
       raise BadInput(f"{path}, line {line}, column 'label': the label is empty")
     x.append(values)
-    y.append(row[at].strip())
+    y.append(row[column].strip())
   if not x:
     raise BadInput(f'{path}: no data rows')
   labels = np.asarray(y)

@@ -12,7 +12,6 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from wdax.sweep import KINDS
 from wdax.cli.describing import MASKS
 from wdax.cli.errors import BadInput
 from wdax.cli.requests import DEFAULT_DATA
@@ -26,6 +25,7 @@ from wdax.cli.requests import SEED_MAX
 from wdax.cli.requests import DescribeRequest
 from wdax.cli.requests import Request
 from wdax.cli.requests import SweepRequest
+from wdax.sweep import KINDS
 from wdax.sweep import datasets
 
 

@@ -23,6 +23,7 @@ import wdax
 from wdax.cli.problems import Setup
 from wdax.cli.requests import SweepRequest
 from wdax.sweep import Fit
+from wdax.sweep import Halving
 from wdax.sweep import Result
 from wdax.sweep import Selection
 from wdax.sweep import analysis
@@ -269,7 +270,7 @@ class Report:
         'names': self.names, 'lr': [float(lr) for lr in request.lr],
         'dropout': None if request.dropout is None else [float(d) for d in request.dropout],
         'folds': request.folds, 'seeds': self.seeds, 'epochs': request.epochs,
-        'rungs': self.rungs, 'prune': request.halving, 'model': self.model,
+        'rungs': self.rungs, 'prune': _prune(request.halving), 'model': self.model,
         'hidden': list(request.hidden), 'batch_size': self.batch_size, 'mask': 'flax_default',
         'criterion': request.criterion, 'metric': self.metric, 'mode': self.mode,
         'one_se': request.one_se, 'test_size': request.test_size, 'seed': request.seed,
@@ -283,6 +284,15 @@ def versions() -> dict[str, str]:
       'wdax': wdax.__version__, 'jax': jax.__version__, 'optax': optax.__version__,
       'flax': flax.__version__, 'numpy': np.__version__,
       'python': platform.python_version(),
+  }
+
+
+def _prune(halving: Halving | None) -> dict[str, Any] | None:
+  if halving is None:
+    return None
+  return {
+      'min_epochs': halving.min_epochs, 'reduction_factor': halving.reduction_factor,
+      'keep': dict(halving.keep), 'one_se': halving.one_se,
   }
 
 

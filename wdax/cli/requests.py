@@ -280,18 +280,17 @@ class SweepRequest:
     return f'val_{self.criterion}', 'max'
 
   @property
-  def halving(self) -> dict[str, object] | None:
-    """The successive halving of ``--prune``, as the arguments of
-    :class:`wdax.sweep.Halving`, or None: no decay is never pruned, so it
-    stays the baseline at every rung, and the one-standard-error rule keeps
-    the strongest decay that a rung cannot tell from its best (decay's
-    benefit shows late)."""
+  def halving(self) -> sweep.Halving | None:
+    """The successive halving of ``--prune``, or None: no decay is never
+    pruned, so it stays the baseline at every rung, and the
+    one-standard-error rule keeps the strongest decay that a rung cannot
+    tell from its best (decay's benefit shows late)."""
     if self.prune is None:
       return None
-    return {
-        'min_epochs': self.prune[0], 'reduction_factor': self.prune[1],
-        'keep': {'rate': 0.0}, 'one_se': 'rate',
-    }
+    return sweep.Halving(
+        min_epochs=self.prune[0], reduction_factor=self.prune[1], keep={'rate': 0.0},
+        one_se='rate',
+    )
 
 
 @dataclasses.dataclass(frozen=True)

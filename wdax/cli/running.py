@@ -53,7 +53,7 @@ def _ask_for_devices(count: int | None) -> None:
   """
   if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
     return
-  if jax.config.jax_num_cpu_devices >= 0:
+  if jax.config.values['jax_num_cpu_devices'] >= 0:
     return
   cores = os.cpu_count() or 1
   try:
@@ -119,7 +119,6 @@ def _select(
 ) -> _sweep.Selection:
   """Cross-validates the request's space with decay ``kind``, chooses and
   refits."""
-  halving = request.halving
   return _sweep.select(
       setup.task,
       setup.split.train,
@@ -133,7 +132,7 @@ def _select(
       seeds=request.seeds,
       fold_seed=request.seed,
       chunk_size=request.chunk_size,
-      prune=None if halving is None else _sweep.Halving(**halving),
+      prune=request.halving,
       progress=clock.progress(bar, 'sweep', f'{kind}: cross-validating', 'compiling'),
       refit_progress=clock.progress(bar, 'refit', f'{kind}: refitting', 'waiting'),
       epochs=request.epochs,
