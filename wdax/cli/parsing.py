@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from wdax.cli.describing import MASKS
 from wdax.cli.errors import BadInput
@@ -118,7 +119,6 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> _Parser:
-  kinds = sorted(KINDS)
   parser = _Parser(
       prog='wdax',
       description='Weight decay done right for JAX: choose a decay rate by '
@@ -126,7 +126,13 @@ def _parser() -> _Parser:
   )
   commands = parser.add_subparsers(dest='command', metavar='{sweep,describe}')
   commands.required = True
+  _sweep_options(commands)
+  _describe_options(commands)
+  return parser
 
+
+def _sweep_options(commands: Any) -> None:
+  kinds = sorted(KINDS)
   c, r, lang = (DEFAULTS[p] for p in ('classification', 'regression', 'language'))
   sweep = commands.add_parser(
       'sweep',
@@ -174,6 +180,8 @@ def _parser() -> _Parser:
   sweep.add_argument('--out', default=DEFAULT_OUT, metavar='DIR', help=f'where results.json and sweep.png go (default {DEFAULT_OUT})')
   sweep.add_argument('--quiet', action='store_true', help='no progress bar')
 
+
+def _describe_options(commands: Any) -> None:
   describe = commands.add_parser(
       'describe',
       help='show which parameters of a built-in model a mask decays',
@@ -184,7 +192,6 @@ def _parser() -> _Parser:
   describe.add_argument('--mask', choices=tuple(MASKS), default='flax', help='mask (default flax: kernels only)')
   describe.add_argument('--rate', type=float, default=1e-4, help='decay rate to show (default 1e-4)')
   describe.add_argument('--hidden', type=_widths, default=(256,), help='hidden widths of the mlp (default 256)')
-  return parser
 
 
 def parse(argv: Sequence[str]) -> Request:

@@ -120,20 +120,7 @@ def _curves(fig, results: dict[str, Any]) -> None:
   positive = sorted({
       r['rate'] for r in results['table'] if r['rate'] > 0 and math.isfinite(_value(r, metric)[0])
   })
-  bases = []
-  for k in kinds:
-    base = next(r for r in rows_of[k] if r['rate'] == 0)
-    bases.append(_value(base, metric))
-  # The kinds' baselines are the same optimiser (Adam, no decay): one band
-  # unless their numbers differ by more than float rounding.
-  distinct = not np.allclose(bases, bases[0], rtol=1e-4, atol=1e-7, equal_nan=True)
-  for i, k in enumerate(kinds if distinct else kinds[:1]):
-    mean, se = bases[i]
-    colour = f'C{i}' if distinct else '0.45'
-    ax.axhspan(mean - se, mean + se, color=colour, alpha=0.15, lw=0)
-    ax.axhline(mean, color=colour, ls='--', lw=1.2, label=(
-        f'no decay (rate 0){f" {k}" if distinct else ""}: {mean:.4f} ± {se:.4f}'
-    ))
+  _baselines(ax, rows_of, metric)
   for i, k in enumerate(kinds):
     rows = [r for r in rows_of[k] if r['rate'] > 0]
     if not rows:
@@ -182,6 +169,26 @@ def _curves(fig, results: dict[str, Any]) -> None:
     ax_diff.legend(fontsize=8, frameon=False, loc='best')
 
 
+def _baselines(ax, rows_of: dict[str, list[dict[str, Any]]], metric: str) -> None:
+  """No decay as a horizontal band: one for every kind, or one per kind
+  where their numbers differ."""
+  kinds = list(rows_of)
+  bases = []
+  for k in kinds:
+    base = next(r for r in rows_of[k] if r['rate'] == 0)
+    bases.append(_value(base, metric))
+  # The kinds' baselines are the same optimiser (Adam, no decay): one band
+  # unless their numbers differ by more than float rounding.
+  distinct = not np.allclose(bases, bases[0], rtol=1e-4, atol=1e-7, equal_nan=True)
+  for i, k in enumerate(kinds if distinct else kinds[:1]):
+    mean, se = bases[i]
+    colour = f'C{i}' if distinct else '0.45'
+    ax.axhspan(mean - se, mean + se, color=colour, alpha=0.15, lw=0)
+    ax.axhline(mean, color=colour, ls='--', lw=1.2, label=(
+        f'no decay (rate 0){f" {k}" if distinct else ""}: {mean:.4f} ± {se:.4f}'
+    ))
+
+
 def fit_difference_axis(ax, results: dict[str, Any], metric: str) -> None:
   """A symmetric-log axis when the largest difference dwarfs the chosen
   one's, so that both the gains near the choice and the losses of too much
@@ -211,17 +218,13 @@ def _row_index(results: dict[str, Any], choice: dict[str, Any]) -> int:
   raise ValueError(f'the choice {choice["point"]} is not in the table')
 
 
-def _heatmaps(fig, results: dict[str, Any], other: str, rows: int, columns: int) -> None:
-  from matplotlib.patches import Rectangle  # imported where it draws, as in plot
-
-  metric, label = _shown_metric(results)
-  choice = results['choice']
-  mode = results['settings']['mode']
-  kinds = results['settings']['kinds']
-  rates = sorted({r['rate'] for r in results['table']})
-  values = sorted({r[other] for r in results['table']})
+def _grids(
+    results: dict[str, Any], other: str, metric: str, rates: list[float], values: list[float]
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+  """Each kind's ``(scores, pruned)`` over ``values`` of ``other`` (rows)
+  and ``rates`` (columns), and the epochs each cell trained."""
   grids, epochs_of = {}, {}
-  for k in kinds:
+  for k in results['settings']['kinds']:
     grid = np.full((len(values), len(rates)), np.nan)
     pruned = np.zeros(grid.shape, bool)
     trained = np.zeros(grid.shape, int)
@@ -233,6 +236,19 @@ def _heatmaps(fig, results: dict[str, Any], other: str, rows: int, columns: int)
         trained[i, j] = r['epochs_trained']
     grids[k] = grid, pruned
     epochs_of[k] = trained
+  return grids, epochs_of
+
+
+def _heatmaps(fig, results: dict[str, Any], other: str, rows: int, columns: int) -> None:
+  from matplotlib.patches import Rectangle  # imported where it draws, as in plot
+
+  metric, label = _shown_metric(results)
+  choice = results['choice']
+  mode = results['settings']['mode']
+  kinds = results['settings']['kinds']
+  rates = sorted({r['rate'] for r in results['table']})
+  values = sorted({r[other] for r in results['table']})
+  grids, epochs_of = _grids(results, other, metric, rates, values)
   finite = np.concatenate([g[np.isfinite(g)] for g, _ in grids.values()])
   # The colours span the best quarter of the range and more: a few points of
   # far too much decay would otherwise leave every good one the same colour.
