@@ -104,7 +104,7 @@ def _columns(report: Report) -> list[str]:
   columns.append(f'Δ {LABELS[criterion]} vs no decay')
   if len(report.rungs) > 1:
     columns.append('trained')
-  return [*columns, '']
+  return columns
 
 
 def _cells(report: Report, entry: KindReport, i: int) -> tuple[list[str], str | None]:
@@ -146,6 +146,7 @@ def print_tables(report: Report) -> None:
     )
     for column in _columns(report):
       out.add_column(column, justify='right', no_wrap=True)
+    out.add_column('')  # the mark of the choice, or of a divergence
     for i in range(len(entry.rows)):
       cells, style = _cells(report, entry, i)
       out.add_row(*cells, style=style)
