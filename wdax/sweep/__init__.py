@@ -31,6 +31,8 @@ memory, chunks), :mod:`~wdax.sweep.pruning` (successive halving),
 :mod:`~wdax.sweep.chunks` (training configurations on them, chunk by chunk
 and rung by rung),
 :mod:`~wdax.sweep.results` (results and choice),
+:mod:`~wdax.sweep.analysis` (the statistics of a report of them),
+:mod:`~wdax.sweep.errors` (the errors a caller may handle),
 :mod:`~wdax.sweep.datasets` (built-in data sets),
 :mod:`~wdax.sweep.preparing` (the entry points' checks) and
 :mod:`~wdax.sweep.search` (the entry points).
@@ -39,7 +41,9 @@ This package imports Flax; ``import wdax`` does not. Import it as
 ``from wdax import sweep``.
 """
 
+from wdax.sweep import analysis
 from wdax.sweep import datasets
+from wdax.sweep import errors
 from wdax.sweep.folds import check_data
 from wdax.sweep.folds import contiguous_folds
 from wdax.sweep.folds import contiguous_split
@@ -83,12 +87,14 @@ __all__ = [
     'Space',
     'Task',
     'TinyTransformer',
+    'analysis',
     'check_data',
     'classifier',
     'contiguous_folds',
     'contiguous_split',
     'datasets',
     'dropout',
+    'errors',
     'fit',
     'grid',
     'kind',
