@@ -44,7 +44,7 @@ def test_the_entry_points_raise_out_of_memory_when_xla_runs_out(monkeypatch):
     raise jax.errors.JaxRuntimeError(XLA)
 
   # The one function that runs the compiled programs (an internal name).
-  monkeypatch.setattr(search.chunks, 'train', train)
+  monkeypatch.setattr(search._runner, 'train', train)
   x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
   data = {'x': x, 'y': (x[:, 0] > 0).astype(np.int32)}
   task = sweep.classifier(sweep.MLP(hidden=(4,), outputs=2))
