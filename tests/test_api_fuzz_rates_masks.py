@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import strategies
 from hypothesis import assume
 from hypothesis import given
 from hypothesis import strategies as st
+from support import strategies
 
 import wdax
 from wdax import masks

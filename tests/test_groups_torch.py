@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from torch_replay import ADAM_TOL
-from torch_replay import SGD_TOL
+from support.torch_replay import ADAM_TOL
+from support.torch_replay import SGD_TOL
 
 import wdax
 

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from optimizer_runs import run
+from support.optimizer_runs import run
 
 import wdax
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from optimizer_runs import run
+from support.optimizer_runs import run
 
 import wdax
 
