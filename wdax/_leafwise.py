@@ -406,7 +406,7 @@ def guarded(
     warned = eps is None
     for path, p, lr in zip(all_paths, p_leaves, lrs):
       _checks.fits(fn, 'learning_rate', lr, p.dtype, path)
-      if not warned:
+      if not warned and eps is not None:
         why = _checks.vanishing_eps(fn, eps, p.dtype, path)
         if why is not None:
           warnings.warn(why, UserWarning, stacklevel=2)
