@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
-from strategies import Bad
-from strategies import bad_numbers
+from support.strategies import Bad
+from support.strategies import bad_numbers
 
 import wdax
 from wdax import sweep

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from sweep_reference import folds_of
-from sweep_reference import loop
+from support.sweep_reference import folds_of
+from support.sweep_reference import loop
 
 import wdax
 from wdax import sweep
