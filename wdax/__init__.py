@@ -5,6 +5,7 @@ from wdax import masks
 from wdax import paths
 from wdax import rate
 from wdax import report
+from wdax import rounding
 from wdax import schedules
 from wdax.decay import DecayState
 from wdax.decay import TowardState
@@ -24,6 +25,8 @@ from wdax.rate import Rates
 from wdax.rate import rates
 from wdax.report import Report
 from wdax.report import describe
+from wdax.rounding import RoundingState
+from wdax.rounding import stochastic_rounding
 
 __version__ = '0.1.0'
 
@@ -46,6 +49,7 @@ __all__ = [
     'RateLike',
     'Rates',
     'Report',
+    'RoundingState',
     'TowardState',
     'adams',
     'adamw',
@@ -61,7 +65,9 @@ __all__ = [
     'rate',
     'rates',
     'report',
+    'rounding',
     'schedules',
     'sgdw',
+    'stochastic_rounding',
     'toward',
 ]

@@ -22,6 +22,7 @@ import optax
 from wdax import _checks
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import precision as _precision
 from wdax import rate as _rates
 
 Rule = Callable[[jax.Array, jax.Array, Any], jax.Array]
@@ -188,6 +189,8 @@ def transform(
     state_class: Callable[[jax.Array], NamedTuple] = DecayState,
     rate_name: str = 'rate',
     bound: _rates.RateLike | None = None,
+    check_lost: bool = True,
+    scaled_by: optax.ScalarOrSchedule | None = None,
 ) -> optax.GradientTransformation:
   """A decay applying ``rule`` to each leaf ``mask`` and ``rate`` select.
 
@@ -196,7 +199,11 @@ def transform(
   when ``rate`` or ``lr`` holds a schedule, ``state_class(count)``.
   ``rate_name`` names the rate in errors; ``bound``, static rates that a
   scheduled ``rate`` never exceeds, is checked against the leaves' dtypes in
-  its place.
+  its place. ``init`` warns of decay lost to rounding
+  (:func:`wdax.precision.check`) unless ``check_lost`` is false (coupled L2,
+  whose decay per step the optimiser after it sets); ``scaled_by`` is the
+  learning rate that scales this transform's output later in the chain
+  (optax.adamw's order), a factor of the decay per step.
   """
   rate = _rates.check(rate, f'{fn}: {rate_name}')
   if lr is not None:
@@ -210,7 +217,9 @@ def transform(
     )
 
   def init_fn(params: optax.Params) -> Any:
-    active(params)
+    rates = active(params)
+    if check_lost:
+      _precision.check(fn, params, rates, lr if scaled_by is None else scaled_by)
     if needs_count:
       return state_class(jnp.zeros([], jnp.int32))
     return optax.EmptyState()

@@ -46,6 +46,7 @@ from wdax import _checks
 from wdax import _leafwise
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import precision as _precision
 from wdax import rate as _rates
 from wdax._leafwise import DecayState
 
@@ -134,7 +135,9 @@ def l2(
     >>> updates['w']
     Array([-0.2], dtype=float32)
   """
-  return _leafwise.transform('l2(...)', rate, None, mask, _leafwise.add)
+  return _leafwise.transform(
+      'l2(...)', rate, None, mask, _leafwise.add, check_lost=False
+  )
 
 
 def decoupled(
@@ -435,6 +438,7 @@ def toward(
     else:
       r_leaves = _reference_leaves(fn, reference, all_paths, p_leaves)
     active_rates = active(params) or [None] * len(p_leaves)
+    _precision.check(fn, params, active_rates, lr)
     # A copy, so that donating the params to a jitted step cannot also
     # donate the reference.
     stored = [

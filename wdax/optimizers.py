@@ -95,7 +95,10 @@ def _add_as_optax(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
 
 
 def _optax_decay(
-    fn: str, weight_decay: _rates.RateLike, mask: _masks.MaskLike
+    fn: str,
+    weight_decay: _rates.RateLike,
+    mask: _masks.MaskLike,
+    learning_rate: optax.ScalarOrSchedule,
 ) -> optax.GradientTransformation:
   """``optax.add_decayed_weights(weight_decay, mask)`` with wdax rates and masks.
 
@@ -111,6 +114,7 @@ def _optax_decay(
       _add_as_optax,
       state_class=_OPTAX_DECAY_STATE,
       rate_name='weight_decay',
+      scaled_by=learning_rate,
   )
   if mask is None:
     return decay
@@ -228,7 +232,7 @@ def adamw(
     # optax.adamw's order and arithmetic, so that the floats are the same.
     tx = optax.chain(
         adam,
-        _optax_decay(fn, weight_decay, mask),
+        _optax_decay(fn, weight_decay, mask, learning_rate),
         optax.scale_by_learning_rate(learning_rate),
     )
   else:

@@ -1,0 +1,211 @@
+r"""Decay lost to rounding: which low-precision leaves a decay cannot change.
+
+A decay shrinks a weight by :math:`c\,\theta` per step. In a dtype with
+machine epsilon :math:`\varepsilon` (the spacing of the numbers in
+:math:`[1, 2)`; :math:`2^{-7}` for bfloat16, :math:`2^{-10}` for float16),
+the neighbours of :math:`\theta` lie between :math:`\varepsilon|\theta|/4` and
+:math:`\varepsilon|\theta|` away, so rounding to nearest gives
+:math:`\theta(1 - c)` back as :math:`\theta` for some weights once
+:math:`c < \varepsilon/2`, and for all of them once :math:`c <
+\varepsilon/4`. Every step, however many steps there are.
+
+Every wdax decay and optimiser checks this at ``init`` (:func:`check`) and
+warns with a :class:`LostDecayWarning` naming the leaves. :func:`lost_decay`
+is the check itself, for a tree of decays per step you computed;
+:func:`wdax.describe` shows it per leaf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from wdax import _checks
+from wdax import paths as _paths
+from wdax import rate as _rates
+from wdax import schedules as _schedules
+
+__all__ = ['LostDecay', 'LostDecayWarning', 'check', 'lost_decay', 'threshold']
+
+_SHOWN = 5
+
+
+class LostDecayWarning(UserWarning):
+  """A decay per step too small to change low-precision weights.
+
+  Raised at ``init`` by every wdax decay and optimiser, once, naming the
+  leaves. Silence it, once you have decided the decay may be lost, with
+  ``warnings.filterwarnings('ignore', category=wdax.LostDecayWarning)``.
+  """
+
+
+@dataclasses.dataclass(frozen=True)
+class LostDecay:
+  """One leaf whose decay per step rounding erases.
+
+  ``c`` is the largest decay per step (over the schedule and the layers
+  concerned); ``layers``, for per-layer values, the indices along the leading
+  axis whose decay is lost (else ``None``); ``everywhere``, whether
+  :math:`c < \\varepsilon/4`, so that no weight of the leaf decays at all.
+  """
+
+  path: str
+  dtype: str
+  c: float
+  layers: tuple[int, ...] | None
+  everywhere: bool
+
+
+def threshold(dtype: Any) -> float | None:
+  r"""The decay per step below which rounding erases it for some weights.
+
+  .. math::
+
+    c_{\min} = \varepsilon / 2
+
+  where :math:`\varepsilon` is the dtype's machine epsilon. ``None`` for
+  float32 and wider, and for non-floating dtypes, which are not checked.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from wdax import precision
+    >>> precision.threshold(jnp.bfloat16), precision.threshold(jnp.float32)
+    (0.00390625, None)
+  """
+  dtype = jnp.dtype(dtype)
+  if not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize >= 4:
+    return None
+  return float(jnp.finfo(dtype).eps) / 2
+
+
+def _lost(path: str, leaf: Any, c: Any) -> LostDecay | None:
+  limit = threshold(leaf.dtype)
+  if limit is None or c is None:
+    return None
+  values = np.asarray(c, np.float64)
+  lost = (values > 0) & (values < limit)
+  if not lost.any():
+    return None
+  layers = tuple(int(i) for i in np.flatnonzero(lost)) if values.ndim else None
+  top = float(values[lost].max())
+  return LostDecay(path, str(jnp.dtype(leaf.dtype)), top, layers, top < limit / 2)
+
+
+def lost_decay(params: optax.Params, coefficients: Any) -> list[LostDecay]:
+  r"""The leaves of ``params`` whose decay per step rounding erases.
+
+  .. math::
+
+    0 < c < \varepsilon / 2
+
+  where :math:`c` is a leaf's decay per step (its peak, for a schedule) and
+  :math:`\varepsilon` its dtype's machine epsilon; only dtypes narrower than
+  float32 are checked.
+
+  Args:
+    params: the parameter tree.
+    coefficients: each leaf's decay per step: a tree with the params'
+      structure (or a prefix of it) of numbers, 1-D arrays (per-layer values,
+      along a leaf's leading axis) or ``None`` (not checked).
+
+  Returns:
+    One :class:`LostDecay` per leaf concerned, in the params' order.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from wdax import precision
+    >>> params = {'a': jnp.ones(3, jnp.bfloat16), 'b': jnp.ones(3)}
+    >>> [x.path for x in precision.lost_decay(params, 1e-5)]
+    ['a']
+  """
+  all_paths, leaves, _ = _paths.leaves_with_paths(params)
+  values = _rates.resolve(coefficients, all_paths, name='lost_decay(): coefficients')
+  found = [_lost(path, p, c) for path, p, c in zip(all_paths, leaves, values)]
+  return [x for x in found if x is not None]
+
+
+def _peak(value: Any) -> Any:
+  """A rate's or learning rate's largest value, or None where it is unknown."""
+  if value is None or _checks.is_traced(value):
+    return None
+  if callable(value):
+    try:
+      return _schedules.peak(value)
+    except ValueError:  # unreadable; wdax does not guess
+      return None
+  return np.asarray(value, np.float64)
+
+
+def _caller_stacklevel() -> int:
+  """The stack level of the first frame outside wdax, optax and JAX."""
+  skip = tuple(
+      os.path.dirname(m.__file__) + os.sep
+      for m in (sys.modules['wdax'], sys.modules['optax'], sys.modules['jax'])
+      if getattr(m, '__file__', None)
+  )
+  frame, level = sys._getframe(1), 1
+  while frame is not None and frame.f_code.co_filename.startswith(skip):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
+def _message(fn: str, found: Sequence[LostDecay]) -> str:
+  shown = []
+  for x in found[:_SHOWN]:
+    where = repr(x.path) if x.layers is None else f'{x.path!r} layers {list(x.layers)}'
+    shown.append(f'{where} ({x.dtype}, c={x.c:.3g})')
+  if len(found) > _SHOWN:
+    shown.append(f'... ({len(found) - _SHOWN} more)')
+  limits = sorted({f'{threshold(x.dtype):.3g} for {x.dtype}' for x in found})
+  return (
+      f'{fn}: the decay per step c is too small to change {len(found)} '
+      f'low-precision leaves, so rounding erases it every step (it must be at '
+      f'least eps/2: {", ".join(limits)}): {", ".join(shown)}. Add '
+      'wdax.stochastic_rounding() last in the chain, keep float32 master '
+      'weights, or use a larger c.'
+  )
+
+
+def check(
+    fn: str,
+    params: optax.Params,
+    rates: Sequence[Any],
+    lr: optax.ScalarOrSchedule | None,
+) -> None:
+  """Warns once, with :class:`LostDecayWarning`, of leaves whose decay is lost.
+
+  Called by ``init`` of every wdax decay. ``rates`` holds each leaf's rate, or
+  ``None`` where the leaf is not decayed (as the transforms resolve them);
+  the decay per step is the rate's peak times ``lr``'s peak (the product of
+  the peaks bounds the peak of the product, so no leaf is reported wrongly).
+  Traced values, and schedules whose peak cannot be read, are not checked.
+  """
+  all_paths, leaves, _ = _paths.leaves_with_paths(params)
+  peaks: dict[int, Any] = {}
+
+  def peak(value: Any) -> Any:
+    if id(value) not in peaks:
+      peaks[id(value)] = _peak(value)
+    return peaks[id(value)]
+
+  found = []
+  for path, p, r in zip(all_paths, leaves, rates):
+    if r is None or threshold(getattr(p, 'dtype', np.float32)) is None:
+      continue
+    c, scale = peak(r), (1.0 if lr is None else peak(lr))
+    if c is not None and scale is not None:
+      x = _lost(path, p, c * scale)
+      if x is not None:
+        found.append(x)
+  if found:
+    warnings.warn(
+        _message(fn, found), LostDecayWarning, stacklevel=_caller_stacklevel()
+    )
