@@ -3,6 +3,7 @@
 from wdax import diagnostics
 from wdax import masks
 from wdax import paths
+from wdax import precision
 from wdax import rate
 from wdax import report
 from wdax import rounding
@@ -20,6 +21,7 @@ from wdax.optimizers import adams
 from wdax.optimizers import adamw
 from wdax.optimizers import sgdw
 from wdax.paths import leaf_paths
+from wdax.precision import LostDecayWarning
 from wdax.rate import RateLike
 from wdax.rate import Rates
 from wdax.rate import rates
@@ -44,6 +46,7 @@ def __getattr__(name: str):
 
 __all__ = [
     'DecayState',
+    'LostDecayWarning',
     'Mask',
     'MaskLike',
     'RateLike',
@@ -62,6 +65,7 @@ __all__ = [
     'leaf_paths',
     'masks',
     'paths',
+    'precision',
     'rate',
     'rates',
     'report',

@@ -299,7 +299,10 @@ def guarded(
                 'optimiser needs an update for every parameter (use '
                 'optax.masked or optax.set_to_zero to leave one unchanged).'
             )
-      expected = jax.eval_shape(tx.init, params)
+      with warnings.catch_warnings():
+        # init warned already; this is only its state's shapes.
+        warnings.simplefilter('ignore', _precision.LostDecayWarning)
+        expected = jax.eval_shape(tx.init, params)
       s_paths, s_shapes = _shapes(state)
       e_paths, e_shapes = _shapes(expected)
       _checks.same_paths(fn, 'state', s_paths, e_paths, 'a state for these params')

@@ -115,6 +115,11 @@ def l2(
   Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019,
   arXiv:1711.05101. Prefer :func:`decoupled` with adaptive optimisers.
 
+  Its decay per step is set by the optimiser after it (the learning rate, a
+  preconditioner), so unlike the decays that go last, ``init`` does not check
+  whether rounding erases it in bfloat16 or float16
+  (:class:`wdax.LostDecayWarning`).
+
   Args:
     rate: the coefficient :math:`r`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.

@@ -409,6 +409,14 @@ def adams(
   Perspective", NeurIPS 2023, arXiv:2011.11152 (there "SWD"). While every
   gradient so far is exactly zero, :math:`\bar v_t = 0` and nothing decays.
 
+  Unlike the other wdax decays, ``init`` does not warn when the decay is too
+  small for bfloat16 or float16 weights (:class:`wdax.LostDecayWarning`): its
+  decay per step, :math:`\eta_t\lambda/\sqrt{\bar v_t}`, depends on the
+  second moment, unknown until the gradients come. Pass
+  :math:`\eta\lambda/\sqrt{\bar v}` for a typical :math:`\bar v` to
+  :func:`wdax.precision.lost_decay` to check it yourself, or end the chain
+  with :func:`wdax.stochastic_rounding`.
+
   Every argument after the learning rate is keyword-only, and every numeric
   one can be injected with ``optax.inject_hyperparams``.
 
