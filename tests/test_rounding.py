@@ -171,6 +171,26 @@ def test_the_key_advances_every_step():
   assert len({u.tobytes() for u in ups}) == 3
   np.testing.assert_array_equal(
       keys[1], jax.random.key_data(jax.random.split(jax.random.key(0))[1]))
+  np.testing.assert_array_equal(keys[0], jax.random.key_data(jax.random.key(0)))
+
+
+def test_decisions_are_uncorrelated_across_elements_and_steps():
+  # Half a spacing: each element rounds up with probability 1/2. Neighbouring
+  # elements, elements a row apart, and one step against the next agree as
+  # often as independent coins, within 5 standard errors.
+  params = jnp.full((256, 512), 1.0, jnp.bfloat16)
+  updates = jnp.full((256, 512), 2.0**-8, jnp.bfloat16)
+  tx = wdax.stochastic_rounding(seed=4)
+  state = tx.init(params)
+  ups = []
+  for _ in range(2):
+    u, state = tx.update(updates, state, params)
+    ups.append(np.asarray(u, np.float32) > 0)
+  a, b = ups
+  n = a.size
+  for x, y in ((a[:, 1:], a[:, :-1]), (a[1:], a[:-1]), (a, b)):
+    assert abs(np.mean(x == y) - 0.5) < 5 * 0.5 / np.sqrt(x.size)
+  assert abs(a.mean() - 0.5) < 5 * 0.5 / np.sqrt(n)
 
 
 def test_vmap_over_seeds_equals_a_loop():
