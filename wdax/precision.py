@@ -165,9 +165,10 @@ def _message(fn: str, found: Sequence[LostDecay]) -> str:
   if len(found) > _SHOWN:
     shown.append(f'... ({len(found) - _SHOWN} more)')
   limits = sorted({f'{threshold(x.dtype):.3g} for {x.dtype}' for x in found})
+  leaves = 'leaf' if len(found) == 1 else 'leaves'
   return (
       f'{fn}: the decay per step c is too small to change {len(found)} '
-      f'low-precision leaves, so rounding erases it every step (it must be at '
+      f'low-precision {leaves}, so rounding erases it every step (it must be at '
       f'least eps/2: {", ".join(limits)}): {", ".join(shown)}. Add '
       'wdax.stochastic_rounding() last in the chain, keep float32 master '
       'weights, or use a larger c.'
