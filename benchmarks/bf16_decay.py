@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print('  ' + f'{"step":<20}' + ''.join(f'{s:>18}' for s in steps))
     for name, rows in table.items():
       print('  ' + f'{name:<20}' + ''.join(
-          f'{n:>9.4f} ({l:>6.3f})' for _, n, l in rows))
+          f'{norm:>9.4f} ({loss:>6.3f})' for _, norm, loss in rows))
 
 
 if __name__ == '__main__':

@@ -63,7 +63,7 @@ def _decoupled_after(
     peak_lr: Any,
 ) -> optax.GradientTransformation:
   """The decay that follows an optimiser whose update is already lr-scaled."""
-  named = {'rate_name': 'weight_decay'}
+  named: dict[str, Any] = {'rate_name': 'weight_decay'}
   if coupling == 'lr':
     return _leafwise.transform(
         fn, weight_decay, learning_rate, mask, _leafwise.subtract, **named

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import types
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -147,11 +148,12 @@ def _peak(value: Any) -> Any:
 def _caller_stacklevel() -> int:
   """The stack level of the first frame outside wdax, optax and JAX."""
   skip = tuple(
-      os.path.dirname(m.__file__) + os.sep
+      os.path.dirname(str(m.__file__)) + os.sep
       for m in (sys.modules['wdax'], sys.modules['optax'], sys.modules['jax'])
       if getattr(m, '__file__', None)
   )
-  frame, level = sys._getframe(1), 1
+  frame: types.FrameType | None = sys._getframe(1)
+  level = 1
   while frame is not None and frame.f_code.co_filename.startswith(skip):
     frame, level = frame.f_back, level + 1
   return level
