@@ -181,17 +181,24 @@ def check(
     fn: str,
     params: optax.Params,
     rates: Sequence[Any],
-    lr: optax.ScalarOrSchedule | None,
+    lr: Any,
+    *,
+    coupling: str = 'lr',
 ) -> None:
-  """Warns once, with :class:`LostDecayWarning`, of leaves whose decay is lost.
+  r"""Warns once, with :class:`LostDecayWarning`, of leaves whose decay is lost.
 
   Called by ``init`` of every wdax decay. ``rates`` holds each leaf's rate, or
   ``None`` where the leaf is not decayed (as the transforms resolve them);
-  the decay per step is the rate's peak times ``lr``'s peak (the product of
-  the peaks bounds the peak of the product, so no leaf is reported wrongly).
-  Traced values, and schedules whose peak cannot be read, are not checked.
+  ``lr`` is one learning rate, or one per leaf (``None``: no learning rate).
+  The decay per step is the rate's peak, times the learning rate's peak for
+  the couplings ``'lr'`` and ``'corrected'`` (whose :math:`c_t` peaks at
+  :math:`\lambda\eta_{\max}`); ``'none'`` and ``'schedule'`` peak at the
+  rate. The product of two peaks bounds the peak of the product, so no leaf
+  is reported wrongly. Traced values, and schedules whose peak cannot be
+  read, are not checked.
   """
   all_paths, leaves, _ = _paths.leaves_with_paths(params)
+  lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(all_paths)
   peaks: dict[int, Any] = {}
 
   def peak(value: Any) -> Any:
@@ -200,10 +207,11 @@ def check(
     return peaks[id(value)]
 
   found = []
-  for path, p, r in zip(all_paths, leaves, rates):
+  for path, p, r, eta in zip(all_paths, leaves, rates, lrs):
     if r is None or threshold(getattr(p, 'dtype', np.float32)) is None:
       continue
-    c, scale = peak(r), (1.0 if lr is None else peak(lr))
+    with_lr = eta is not None and coupling in ('lr', 'corrected')
+    c, scale = peak(r), (peak(eta) if with_lr else 1.0)
     if c is not None and scale is not None:
       x = _lost(path, p, c * scale)
       if x is not None:
