@@ -34,7 +34,14 @@ from wdax import paths as _paths
 from wdax import rate as _rates
 from wdax import schedules as _schedules
 
-__all__ = ['LostDecay', 'LostDecayWarning', 'check', 'lost_decay', 'threshold']
+__all__ = [
+    'LostDecay',
+    'LostDecayWarning',
+    'check',
+    'lost_decay',
+    'lost_leaf',
+    'threshold',
+]
 
 _SHOWN = 5
 
@@ -87,7 +94,20 @@ def threshold(dtype: Any) -> float | None:
   return float(jnp.finfo(dtype).eps) / 2
 
 
-def _lost(path: str, leaf: Any, c: Any) -> LostDecay | None:
+def lost_leaf(path: str, leaf: Any, c: Any) -> LostDecay | None:
+  """The :class:`LostDecay` of one leaf (array or ``ShapeDtypeStruct``), or ``None``.
+
+  ``c``: the leaf's decay per step, a number or one per layer (a 1-D array
+  along the leaf's leading axis), or ``None`` where it is unknown.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from wdax import precision
+    >>> precision.lost_leaf('w', jnp.ones(2, jnp.bfloat16), 1e-3).everywhere
+    True
+    >>> print(precision.lost_leaf('w', jnp.ones(2, jnp.bfloat16), 1e-2))
+    None
+  """
   limit = threshold(leaf.dtype)
   if limit is None or c is None:
     return None
@@ -129,7 +149,7 @@ def lost_decay(params: optax.Params, coefficients: Any) -> list[LostDecay]:
   """
   all_paths, leaves, _ = _paths.leaves_with_paths(params)
   values = _rates.resolve(coefficients, all_paths, name='lost_decay(): coefficients')
-  found = [_lost(path, p, c) for path, p, c in zip(all_paths, leaves, values)]
+  found = [lost_leaf(path, p, c) for path, p, c in zip(all_paths, leaves, values)]
   return [x for x in found if x is not None]
 
 
@@ -213,7 +233,7 @@ def check(
     with_lr = eta is not None and coupling in ('lr', 'corrected')
     c, scale = peak(r), (peak(eta) if with_lr else 1.0)
     if c is not None and scale is not None:
-      x = _lost(path, p, c * scale)
+      x = lost_leaf(path, p, c * scale)
       if x is not None:
         found.append(x)
   if found:
