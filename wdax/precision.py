@@ -192,8 +192,9 @@ def _message(fn: str, found: Sequence[LostDecay]) -> str:
       f'{fn}: the decay per step c is too small to change {len(found)} '
       f'low-precision {leaves}, so rounding erases it every step (it must be at '
       f'least eps/2: {", ".join(limits)}): {", ".join(shown)}. Add '
-      'wdax.stochastic_rounding() last in the chain, keep float32 master '
-      'weights, or use a larger c.'
+      'wdax.stochastic_rounding() last in the chain (this check cannot see '
+      'it: then filter wdax.LostDecayWarning), keep float32 master weights, '
+      'or use a larger c.'
   )
 
 
