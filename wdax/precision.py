@@ -40,6 +40,7 @@ __all__ = [
     'check',
     'lost_decay',
     'lost_leaf',
+    'peak_decays',
     'threshold',
 ]
 
@@ -198,6 +199,58 @@ def _message(fn: str, found: Sequence[LostDecay]) -> str:
   )
 
 
+def peak_decays(
+    rates: Sequence[Any], lrs: Sequence[Any], *, coupling: str = 'lr'
+) -> list[Any]:
+  r"""Each leaf's largest decay per step, or ``None`` where it is not known.
+
+  .. math::
+
+    \hat c = \begin{cases} \max_t r_t \cdot \max_t \eta_t &
+    \texttt{'lr'}, \texttt{'corrected'} \\ \max_t r_t &
+    \texttt{'none'}, \texttt{'schedule'}, \text{or no } \eta \end{cases}
+
+  where :math:`r_t` is the leaf's rate and :math:`\eta_t` its learning rate
+  at step :math:`t` (``'corrected'``'s :math:`c_t = r\eta_t^2/\eta_{\max}`
+  peaks at :math:`r\eta_{\max}`; ``'schedule'``'s
+  :math:`r\eta_t/\eta_{\max}` at :math:`r`). The product of two peaks
+  bounds the peak of the product, so a leaf is never reported wrongly.
+  ``None`` for a leaf whose rate is ``None`` (not decayed), traced, or a
+  schedule whose peak cannot be read. Per-layer values stay arrays.
+
+  Args:
+    rates: each leaf's rate (number, array, schedule), or ``None``.
+    lrs: each leaf's learning rate, or ``None`` for none.
+    coupling: as in :func:`wdax.adamw`.
+
+  Returns:
+    One float, float64 array or ``None`` per leaf.
+
+  Examples:
+    >>> import optax
+    >>> from wdax import precision
+    >>> warmup = optax.linear_schedule(0.0, 1e-3, 100)
+    >>> [f'{c:.3g}' for c in precision.peak_decays([0.1, 0.1], [warmup, 1e-4])]
+    ['0.0001', '1e-05']
+  """
+  peaks: dict[int, Any] = {}
+
+  def peak(value: Any) -> Any:
+    if id(value) not in peaks:
+      peaks[id(value)] = _peak(value)
+    return peaks[id(value)]
+
+  out = []
+  for r, eta in zip(rates, lrs):
+    if r is None:
+      out.append(None)
+      continue
+    with_lr = eta is not None and coupling in ('lr', 'corrected')
+    c, scale = peak(r), (peak(eta) if with_lr else 1.0)
+    out.append(None if c is None or scale is None else c * scale)
+  return out
+
+
 def check(
     fn: str,
     params: optax.Params,
@@ -206,37 +259,26 @@ def check(
     *,
     coupling: str = 'lr',
 ) -> None:
-  r"""Warns once, with :class:`LostDecayWarning`, of leaves whose decay is lost.
+  """Warns once, with :class:`LostDecayWarning`, of leaves whose decay is lost.
 
   Called by ``init`` of every wdax decay. ``rates`` holds each leaf's rate, or
   ``None`` where the leaf is not decayed (as the transforms resolve them);
   ``lr`` is one learning rate, or one per leaf (``None``: no learning rate).
-  The decay per step is the rate's peak, times the learning rate's peak for
-  the couplings ``'lr'`` and ``'corrected'`` (whose :math:`c_t` peaks at
-  :math:`\lambda\eta_{\max}`); ``'none'`` and ``'schedule'`` peak at the
-  rate. The product of two peaks bounds the peak of the product, so no leaf
-  is reported wrongly. Traced values, and schedules whose peak cannot be
-  read, are not checked.
+  The decay per step is :func:`peak_decays`'s. Only leaves narrower than
+  float32 are looked at, so float32 models pay nothing for the check.
   """
   all_paths, leaves, _ = _paths.leaves_with_paths(params)
   lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(all_paths)
-  peaks: dict[int, Any] = {}
-
-  def peak(value: Any) -> Any:
-    if id(value) not in peaks:
-      peaks[id(value)] = _peak(value)
-    return peaks[id(value)]
-
-  found = []
-  for path, p, r, eta in zip(all_paths, leaves, rates, lrs):
-    if r is None or threshold(getattr(p, 'dtype', np.float32)) is None:
-      continue
-    with_lr = eta is not None and coupling in ('lr', 'corrected')
-    c, scale = peak(r), (peak(eta) if with_lr else 1.0)
-    if c is not None and scale is not None:
-      x = lost_leaf(path, p, c * scale)
-      if x is not None:
-        found.append(x)
+  narrow = [threshold(getattr(p, 'dtype', np.float32)) is not None for p in leaves]
+  if not any(n and r is not None for n, r in zip(narrow, rates)):
+    return
+  rates = [r if n else None for r, n in zip(rates, narrow)]
+  found = [
+      lost_leaf(path, p, c)
+      for path, p, c in zip(all_paths, leaves, peak_decays(rates, lrs, coupling=coupling))
+      if c is not None
+  ]
+  found = [x for x in found if x is not None]
   if found:
     warnings.warn(
         _message(fn, found), LostDecayWarning, stacklevel=_caller_stacklevel()
