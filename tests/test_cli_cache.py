@@ -8,9 +8,9 @@ import re
 import stat
 import types
 
-import cli_inputs
 import jax
 import pytest
+from support import cli_inputs
 
 from wdax import cli
 from wdax.cli import caching

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from cli_inputs import refused
+from support.cli_inputs import refused
 
 from wdax import cli
 from wdax import sweep

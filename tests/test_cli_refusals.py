@@ -11,12 +11,12 @@ import sys
 
 import numpy as np
 import pytest
-from cli_inputs import TINY
-from cli_inputs import blobs
-from cli_inputs import csv_file
-from cli_inputs import npz_file
-from cli_inputs import refused
-from cli_inputs import run
+from support.cli_inputs import TINY
+from support.cli_inputs import blobs
+from support.cli_inputs import csv_file
+from support.cli_inputs import npz_file
+from support.cli_inputs import refused
+from support.cli_inputs import run
 
 from wdax import cli
 from wdax import sweep

@@ -7,11 +7,11 @@ import os
 
 import numpy as np
 import pytest
-from cli_inputs import TINY
-from cli_inputs import blobs
-from cli_inputs import csv_file
-from cli_inputs import npz_file
-from cli_inputs import run
+from support.cli_inputs import TINY
+from support.cli_inputs import blobs
+from support.cli_inputs import csv_file
+from support.cli_inputs import npz_file
+from support.cli_inputs import run
 
 from wdax import cli
 

@@ -194,7 +194,7 @@ def _builtin(name: str) -> Data:
 
   try:
     found = datasets.load(name)
-  except (ValueError, OSError) as e:  # e.g. a Python without its .py sources
+  except (ValueError, OSError, ImportError) as e:  # e.g. no .py sources, no sklearn
     raise BadInput(f'--data {name}: {e}') from None
   if found.problem == 'language':
     tokens = found.data['tokens']
