@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from wdax.sweep.errors import NoChoice
+
 MODES = ('min', 'max')
 
 
@@ -330,7 +332,8 @@ class Result:
         ``{'lr': 1e-3}``: the best rate at that learning rate.
 
     Points with a diverged training, and pruned points (not
-    :attr:`finished`), are never chosen. Ties go to the lower mean
+    :attr:`finished`), are never chosen; when no point is left,
+    :class:`~wdax.sweep.errors.NoChoice` is raised. Ties go to the lower mean
     ``val_loss``: accuracy moves in steps of one example, so ties on it are
     common.
     """
@@ -349,7 +352,7 @@ class Result:
         raise ValueError(f'no point has the values where={where!r}.')
       ok &= inside
     if not ok.any():
-      raise ValueError(
+      raise NoChoice(
           'every point has a diverged training or was pruned; none can be '
           f'chosen by {metric!r}.'
       )

@@ -17,6 +17,7 @@ from wdax.sweep import _job
 from wdax.sweep import _plan
 from wdax.sweep import _runner
 from wdax.sweep import _validation
+from wdax.sweep import errors
 from wdax.sweep import pruning
 from wdax.sweep._validation import Optimizer
 from wdax.sweep.pruning import Halving
@@ -35,6 +36,7 @@ def _metric_curves(job: _job.Job, values: np.ndarray, prefix: str) -> dict[str, 
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
+@errors.out_of_memory()
 def _cross_validate(prep: _validation.Prepared, progress: Progress) -> Result:
   s, job = prep.settings, prep.job
   assert prep.fold_ids is not None  # made for grid and select, not for fit
@@ -208,6 +210,7 @@ def grid(
   return _cross_validate(prep, progress)
 
 
+@errors.out_of_memory()
 def _refit(
     job: _job.Job, prep: _validation.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
