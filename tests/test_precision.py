@@ -171,3 +171,53 @@ def test_lost_decay_reports_per_layer_values_for_the_layers_concerned():
   assert found == precision.LostDecay('stack', 'bfloat16', 3e-3, (1, 3), False)
   found, = precision.lost_decay(params, {'stack': 1e-4, 'f': 1e-9})
   assert found.everywhere and found.layers is None
+
+
+def _lost_column(report):
+  return {row.path: row.lost for row in report.rows}
+
+
+def test_describe_says_for_each_decayed_low_precision_leaf_whether_decay_is_lost():
+  params = {'all': jnp.ones(2, jnp.bfloat16), 'some': jnp.ones(2, jnp.bfloat16),
+            'kept': jnp.ones(2, jnp.bfloat16), 'f32': jnp.ones(2),
+            'bias': jnp.ones(2, jnp.bfloat16),
+            'stack': jnp.ones((3, 2), jnp.bfloat16), 'half': jnp.ones(2, jnp.float16)}
+  # c = lr * 0.1: 1e-5 (below eps/4), 3e-3 (between eps/4 and eps/2), 1e-2.
+  lr = wdax.rates({'all': 1e-4, 'some': 3e-2, 'kept': 1e-1,
+                   'stack': np.array([1e-1, 1e-4, 0.0]), 'half': 1e-2},
+                  default=1e-4)
+  report = wdax.describe(params, rate=0.1, lr=lr, mask=lambda p: {
+      k: k != 'bias' for k in p})
+  assert _lost_column(report) == {
+      'all': 'all', 'some': 'some', 'kept': 'no', 'f32': '', 'bias': '',
+      'stack': 'layers 1', 'half': 'no'}
+  assert str(report).splitlines()[0].split()[-1] == 'lost'
+
+
+def test_describe_reads_a_schedule_at_its_peak_and_shows_no_column_without_lr():
+  params = {'w': jnp.ones(2, jnp.bfloat16)}
+  warm = optax.warmup_cosine_decay_schedule(0.0, 1e-1, 10, 100)
+  assert _lost_column(wdax.describe(params, rate=0.1, lr=warm)) == {'w': 'no'}
+  assert _lost_column(wdax.describe(params, rate=0.1, lr=warm, coupling='none')) \
+      == {'w': 'no'}
+  assert _lost_column(wdax.describe(params, rate=1e-3, lr=warm)) == {'w': 'all'}
+  report = wdax.describe(params, rate=1e-5)
+  assert not report.with_lost and 'lost' not in str(report)
+
+
+def test_each_group_is_checked_with_its_own_learning_rate():
+  # c = lr_g * 0.1: 1e-4 for the default group, 1e-2 for the head; the
+  # frozen embedding (lr 0) is not decayed; per layer, only layer 1 is lost.
+  params = {'embed': jnp.ones(2, jnp.bfloat16), 'head': jnp.ones(2, jnp.bfloat16),
+            'body': jnp.ones(2, jnp.bfloat16), 'stack': jnp.ones((3, 2), jnp.bfloat16)}
+  lr = wdax.rates({'embed': 0.0, 'head': 1e-1,
+                   'stack': np.array([1e-1, 1e-4, 1e-1])}, default=1e-3)
+  for tx in (wdax.adamw(lr, weight_decay=0.1), wdax.sgdw(lr, weight_decay=0.1),
+             wdax.adamw(lr, weight_decay=0.1, coupling='corrected'),
+             wdax.decoupled(0.1, lr=lr)):
+    msg, = _lost(tx, params)
+    assert "'body' (bfloat16, c=0.0001)" in msg
+    assert "'stack' layers [1] (bfloat16, c=1e-05)" in msg
+    assert 'head' not in msg and 'embed' not in msg
+  # 'none' and 'schedule' decay by weight_decay itself at the peak: 0.1.
+  assert _lost(wdax.adamw(lr, weight_decay=0.1, coupling='schedule'), params) == []
