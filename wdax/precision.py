@@ -240,7 +240,7 @@ def peak_decays(
       peaks[id(value)] = _peak(value)
     return peaks[id(value)]
 
-  out = []
+  out: list[Any] = []
   for r, eta in zip(rates, lrs):
     if r is None:
       out.append(None)
@@ -274,11 +274,10 @@ def check(
     return
   rates = [r if n else None for r, n in zip(rates, narrow)]
   found = [
-      lost_leaf(path, p, c)
+      x
       for path, p, c in zip(all_paths, leaves, peak_decays(rates, lrs, coupling=coupling))
-      if c is not None
+      if c is not None and (x := lost_leaf(path, p, c)) is not None
   ]
-  found = [x for x in found if x is not None]
   if found:
     warnings.warn(
         _message(fn, found), LostDecayWarning, stacklevel=_caller_stacklevel()

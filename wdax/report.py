@@ -84,8 +84,8 @@ class Report:
     for r in self.rows:
       decayed = 'frozen' if r.frozen else ('yes' if r.decayed else 'no')
       row = (r.path, str(r.shape), r.dtype, f'{r.size:,}', decayed, r.rate)
-      row = (*row, r.lr, r.per_step) if self.with_lr else row
-      out.append((*row, r.lost) if self.with_lost else row)
+      cells: tuple[str, ...] = (*row, r.lr, r.per_step) if self.with_lr else row
+      out.append((*cells, r.lost) if self.with_lost else cells)
     return out
 
   def _totals(self) -> str:
