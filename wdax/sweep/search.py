@@ -172,8 +172,7 @@ def grid(
       ``optax.GradientTransformation``. :func:`kind` makes named ones.
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
-    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
-      memory, prune: the settings, each described at :class:`Settings`.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: the settings, each described at :class:`Settings`.
 
   Returns:
     A :class:`Result`; ``result.best('val_loss')`` is the chosen point, of
@@ -365,8 +364,7 @@ def select(
     one_se: as for :meth:`Result.choose`.
     progress: ``progress`` of the grid.
     refit_progress: ``progress`` of the refit.
-    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
-      memory, prune: as for :func:`grid`.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: as for :func:`grid`.
 
   Returns:
     A :class:`Selection`.
