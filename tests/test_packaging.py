@@ -22,15 +22,24 @@ def _normalized(name):
 
 
 def _declared(*extras):
+  """The distributions the core and the extras require; ``wdax[x]`` brings x's."""
   requirements = list(PROJECT['dependencies'])
-  for extra in extras:
-    requirements += PROJECT['optional-dependencies'][extra]
+  extras = list(extras)
+  while extras:
+    for requirement in PROJECT['optional-dependencies'][extras.pop()]:
+      nested = re.fullmatch(r'wdax\[(.+)\]', requirement)
+      if nested:
+        extras += nested.group(1).split(',')
+      else:
+        requirements.append(requirement)
   return {_normalized(re.match(r'[A-Za-z0-9_.-]+', r).group()) for r in requirements}
 
 
 def _imported(folder, skip=()):
   """The top-level modules imported anywhere in folder's .py files."""
-  local = {p.stem for p in folder.rglob('*.py')}
+  local = {p.stem for p in folder.rglob('*.py')} | {
+      p.name for p in folder.rglob('*') if p.is_dir()
+  }
   names = set()
   for path in folder.rglob('*.py'):
     if any(part in skip for part in path.relative_to(folder).parts):
@@ -56,7 +65,7 @@ def _undeclared(modules, declared):
 def test_every_module_the_tests_import_is_declared_for_dev():
   # tests/fixtures holds the script that made the torch reference, run by hand.
   imported = _imported(ROOT / 'tests', skip={'fixtures'})
-  assert {'absl', 'hypothesis', 'ml_dtypes', 'sklearn'} <= imported
+  assert {'absl', 'hypothesis', 'ml_dtypes', 'sklearn', 'sphinx'} <= imported
   assert _undeclared(imported, _declared('dev')) == []
 
 
