@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -164,6 +165,18 @@ def test_restoring_another_model_names_the_shapes(tmp_path):
   like['params']['w'] = jnp.zeros((3, 2), jnp.bfloat16)
   with pytest.raises(ValueError, match=r"'params/w' is float32\[3, 2\].*bfloat16"):
     checkpoint.restore(tmp_path / 'ckpt', like)
+
+
+def test_restoring_a_checkpoint_of_several_items_says_save_did_not_write_it(tmp_path):
+  # Orbax's composite checkpoints keep no tree of their own: their metadata
+  # reads as None, which restore once dereferenced.
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as composite:
+    composite.save(
+        tmp_path / 'ckpt',
+        ocp.args.Composite(state=ocp.args.StandardSave({'w': jnp.ones(2)})),
+    )
+  with pytest.raises(ValueError, match='holds no tree of arrays.*checkpoint.save'):
+    checkpoint.restore(tmp_path / 'ckpt', {'w': jnp.zeros(2)})
 
 
 def test_save_refuses_to_overwrite_unless_forced(tmp_path):

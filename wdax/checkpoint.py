@@ -154,14 +154,22 @@ def restore(directory: str | os.PathLike, like: Any) -> Any:
   Raises:
     ValueError: if the checkpoint's leaves differ from ``like``'s in paths,
       shapes or dtypes (e.g. it was saved with another optimiser), naming the
-      differing paths.
+      differing paths, or if it holds no single tree of arrays (Orbax
+      checkpoints of several items, which :func:`save` does not write).
   """
   location = _location(directory)
   all_paths, leaves, treedef = _flat(like, 'restore')
   wanted = {path: _target(leaf) for path, leaf in zip(all_paths, leaves)}
   checkpointer = ocp.StandardCheckpointer()
   try:
-    saved = checkpointer.metadata(location).item_metadata.tree
+    # A single item's metadata holds its tree; a composite or missing one
+    # (a checkpoint some other code wrote) does not.
+    saved = getattr(checkpointer.metadata(location).item_metadata, 'tree', None)
+    if saved is None:
+      raise ValueError(
+          f'checkpoint {location} holds no tree of arrays; was it written by '
+          'wdax.checkpoint.save?'
+      )
     message = _mismatch(location, dict(saved), wanted)
     if message:
       raise ValueError(message)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
@@ -194,7 +195,7 @@ def broadcast_prefix(
     all_paths: Sequence[str],
     *,
     name: str,
-    is_leaf=None,
+    is_leaf: Callable[[Any], bool] | None = None,
     hidden: Sequence[str] = (),
 ) -> list[Any]:
   """Broadcasts a tree that is a prefix of the params to one value per path.

@@ -40,6 +40,7 @@ from jax.sharding import AxisType
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
+from jax.sharding import Sharding
 
 from wdax import _checks
 from wdax import paths as _paths
@@ -279,10 +280,9 @@ def opt_state_shardings(
           'params first or pass param_shardings.'
       )
   first = p_shardings[0] if p_shardings else None
+  replicated: Sharding | None = first
   if isinstance(first, NamedSharding):
     replicated = NamedSharding(first.mesh, PartitionSpec())
-  else:
-    replicated = first
   by_shape: dict[tuple[int, ...], set[Any]] = {}
   for leaf, s in zip(p_leaves, p_shardings):
     by_shape.setdefault(tuple(np.shape(leaf)), set()).add(s)

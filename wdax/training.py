@@ -33,8 +33,11 @@ This module imports Flax; ``import wdax`` does not. Import it as
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
+from typing import Generic
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +55,23 @@ from wdax import paths as _paths
 
 Batch = Any
 Metrics = dict[str, Any]
+StateT = TypeVar('StateT')
+
+
+@dataclasses.dataclass(frozen=True)
+class Step(Generic[StateT]):
+  """A compiled training step, ``step(state, batch) -> (state, metrics)``.
+
+  What :func:`train_step` and :func:`nnx_train_step` return: calling it calls
+  ``run``, and ``jitted`` is the ``jax.jit`` function that ``run`` calls, for
+  ``step.jitted.lower(state, batch)``.
+  """
+
+  run: Callable[[StateT, Batch], tuple[StateT, Metrics]]
+  jitted: jax.stages.Wrapped
+
+  def __call__(self, state: StateT, batch: Batch) -> tuple[StateT, Metrics]:
+    return self.run(state, batch)
 
 
 class TrainState(train_state.TrainState):
@@ -127,13 +147,13 @@ def _norms(grads: Any, updates: Any, params: Any, mask: _masks.MaskLike) -> Metr
     sums = jnp.zeros((0, 3), jnp.float32)
   else:
     sums = jnp.stack(rows)
-  decayed = np.asarray(on, bool)
+  rows_on = np.asarray(on, bool)
   squares = {
       'grad_norm': jnp.sum(sums[:, 0]),
       'update_norm': jnp.sum(sums[:, 1]),
       'param_norm': jnp.sum(sums[:, 2]),
-      'param_norm_decayed': jnp.sum(jnp.where(decayed, sums[:, 2], zero)),
-      'param_norm_not_decayed': jnp.sum(jnp.where(decayed, zero, sums[:, 2])),
+      'param_norm_decayed': jnp.sum(jnp.where(rows_on, sums[:, 2], zero)),
+      'param_norm_not_decayed': jnp.sum(jnp.where(rows_on, zero, sums[:, 2])),
   }
   return {name: jnp.sqrt(value) for name, value in squares.items()}
 
@@ -214,7 +234,7 @@ def train_step(
     metrics: bool = True,
     shardings: Any = None,
     donate: bool = True,
-) -> Callable[[train_state.TrainState, Batch], tuple[train_state.TrainState, Metrics]]:
+) -> Step[train_state.TrainState]:
   r"""A jit-compiled Linen training step, ``(state, batch) -> (state, metrics)``.
 
   .. math::
@@ -248,14 +268,14 @@ def train_step(
       the state passed in must not be used afterwards.
 
   Returns:
-    The step ``step(state, batch) -> (state, metrics)``; ``step.jitted`` is
-    the ``jax.jit`` function it calls (for ``.lower``). A state from Flax's
-    own ``TrainState.create``, whose ``step`` is the Python int 0, has it
-    made an int32 array first, as it comes out of the step: otherwise the
-    second call would compile again. ``metrics`` holds ``loss``, ``grad_norm``,
-    ``update_norm``, ``param_norm``, ``param_norm_decayed``,
-    ``param_norm_not_decayed`` (float32 scalars, parameter norms after the
-    update) and ``aux`` if ``loss_fn`` returns one.
+    The :class:`Step` ``step(state, batch) -> (state, metrics)``;
+    ``step.jitted`` is the ``jax.jit`` function it calls (for ``.lower``). A
+    state from Flax's own ``TrainState.create``, whose ``step`` is the Python
+    int 0, has it made an int32 array first, as it comes out of the step:
+    otherwise the second call would compile again. ``metrics`` holds
+    ``loss``, ``grad_norm``, ``update_norm``, ``param_norm``,
+    ``param_norm_decayed``, ``param_norm_not_decayed`` (float32 scalars,
+    parameter norms after the update) and ``aux`` if ``loss_fn`` returns one.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -322,8 +342,7 @@ def train_step(
       state = state.replace(step=jnp.asarray(state.step, jnp.int32))
     return jitted(state, batch)
 
-  run.jitted = jitted
-  return run
+  return Step(run, jitted)
 
 
 def _has_variables(tree: Any) -> bool:
@@ -341,7 +360,7 @@ def nnx_train_step(
     metrics: bool = True,
     shardings: Any = None,
     donate: bool = True,
-) -> Callable[[nnx.State, Batch], tuple[nnx.State, Metrics]]:
+) -> Step[nnx.State]:
   r"""A jit-compiled NNX training step over split ``(model, optimizer)`` state.
 
   .. math::
@@ -390,8 +409,9 @@ def nnx_train_step(
     donate: donate ``state`` so its buffers are reused for the new state.
 
   Returns:
-    The step ``step(state, batch) -> (state, metrics)``; ``step.jitted`` is
-    the ``jax.jit`` function it calls. ``metrics`` as for :func:`train_step`.
+    The :class:`Step` ``step(state, batch) -> (state, metrics)``;
+    ``step.jitted`` is the ``jax.jit`` function it calls. ``metrics`` as for
+    :func:`train_step`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -432,8 +452,4 @@ def nnx_train_step(
 
   jitted = jax.jit(_auto_inside(step, shardings), donate_argnums=0 if donate else ())
 
-  def run(state, batch):
-    return jitted(state, batch)
-
-  run.jitted = jitted
-  return run
+  return Step(jitted, jitted)
