@@ -40,6 +40,9 @@ This package imports Flax; ``import wdax`` does not. Import it as
 """
 
 from wdax.sweep import datasets
+from wdax.sweep._checkpoint import CheckpointDamaged
+from wdax.sweep._checkpoint import CheckpointMismatch
+from wdax.sweep._checkpoint import Interrupted
 from wdax.sweep.folds import check_data
 from wdax.sweep.folds import contiguous_folds
 from wdax.sweep.folds import contiguous_split
@@ -73,9 +76,12 @@ from wdax.sweep.tasks import regressor
 __all__ = [
     'KINDS',
     'MLP',
+    'CheckpointDamaged',
+    'CheckpointMismatch',
     'Choice',
     'Fit',
     'Halving',
+    'Interrupted',
     'Kind',
     'Result',
     'Selection',

@@ -28,6 +28,8 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
+from wdax.sweep import _checkpoint
+from wdax.sweep import _resume
 from wdax.sweep import checks
 from wdax.sweep import engine
 from wdax.sweep import folds as _folds
@@ -94,6 +96,7 @@ def train(
     test: Any = None,
     exact_chunk: int | None = None,
     rungs: Rungs | None = None,
+    saving: _resume.Saving | None = None,
 ) -> Trained:
   """Trains every configuration ``(hp[:][i], seed[i], split[i])``.
 
@@ -104,7 +107,13 @@ def train(
   goes on continues from its state at the end of the rung before (the
   parameters, optimiser and model state, leave the devices and come back).
   The evaluations are those of ``evals`` and the end of every rung.
+
+  With ``saving``, each chunk's progress is saved after its segments
+  (:class:`~wdax.sweep._resume.Saving`), and what it holds already is
+  restored instead of trained: the parts' states and metrics, and the
+  rungs' decisions.
   """
+  saving = saving or _resume.Saving(None, 'grid')
   total = len(seed)
   schedule = rungs or Rungs((epochs,), (total,), None)
   if len(schedule.ends) > 1 and (keep_params or test is not None):
@@ -116,6 +125,7 @@ def train(
         total, len(devices), per_configuration, chunk_size, memory,
         planning.default_budget(devices),
     )
+  saving.check('chunk_size', size)
   mesh = Mesh(np.asarray(devices), (engine.AXIS,))
   compiled = engine.programs(job, mesh)
   distinct, which = np.unique(seed, return_inverse=True)
@@ -176,18 +186,23 @@ def train(
         shapes, ints, ints, ints, column, *jax.tree.map(_like, placed),
         jax.ShapeDtypeStruct(orders_shape, np.int32), scalar, scalar, scalar,
     )
-    run_future = compiled.compile(pool, 'run', *run_args)
-    init_future = compiled.compile(pool, 'init', *init_args)
-    with checks.collector_paused():
-      seed_params, seed_state = planning.put(engine.seed_variables(job, data, distinct.tolist()), replicated)
-    test_future = None
-    if test is not None:
-      one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), (seed_params, seed_state))
-      hp_one = {n: jax.ShapeDtypeStruct((), np.float32) for n in hp}
-      test_future = engine.tester(job, pool, (*one, hp_one), test, cpu)
-    init, run = init_future.result(), run_future.result()
+    if not saving.finished:
+      run_future = compiled.compile(pool, 'run', *run_args)
+      init_future = compiled.compile(pool, 'init', *init_args)
+      with checks.collector_paused():
+        seed_params, seed_state = planning.put(engine.seed_variables(job, data, distinct.tolist()), replicated)
+      test_future = None
+      if test is not None:
+        one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), (seed_params, seed_state))
+        hp_one = {n: jax.ShapeDtypeStruct((), np.float32) for n in hp}
+        test_future = engine.tester(job, pool, (*one, hp_one), test, cpu)
+      init, run = init_future.result(), run_future.result()
     alive, carried = np.arange(total), None
     for r in range(len(schedule.ends)):
+      if r:
+        alive = saving.decision(
+            r, lambda r=r, alive=alive: schedule.advance(r - 1, alive, metrics[alive, stops[r - 1] - 1])
+        )
       last[alive] = r
       more = r + 1 < len(schedule.ends)
       # Padded with copies of the last configuration so every chunk has one shape.
@@ -196,14 +211,30 @@ def train(
       for c in range(len(padded) // size):
         part = padded[c * size : (c + 1) * size]
         real = part[: min(size, len(alive) - c * size)]
+        saved = saving.part(r, c)
+        begun = 0 if saved is None else saved.segments
+        if saved is not None:
+          metrics[real, starts[r] : starts[r] + begun] = saved.arrays['metrics']
+          if test is not None:
+            tested[real, starts[r] : starts[r] + begun] = saved.arrays['tested']
+          done += begun
+          if progress is not None and begun:
+            progress(done, calls)
+        if saved is not None and saved.complete:
+          if more or keep_params:
+            host_carry = _checkpoint.unflatten(shapes, saved.arrays, 'carry')
+            (held if more else final_vars).append(host_carry if more else (host_carry[0], host_carry[2]))
+          continue
         args = planning.put((seed[part], which[part], split[part], {n: v[part] for n, v in hp.items()}), config)
-        if carried is None:
+        if saved is not None:
+          carry = planning.put(_checkpoint.unflatten(shapes, saved.arrays, 'carry'), config)
+        elif carried is None:
           carry = init(args[3], args[1], seed_params, seed_state)
         else:
           rows = np.searchsorted(carried[0], part)
           carry = planning.put(jax.tree.map(lambda a, rows=rows: a[rows], carried[1]), config)
         steps = np.int32(batches[split[part]].max())
-        for j in range(starts[r], stops[r]):
+        for j in range(starts[r] + begun, stops[r]):
           segment = segments[j]
           carry, m = run(
               carry, *args, *placed, segment_orders(j), steps, np.int32(len(segment)),
@@ -217,15 +248,29 @@ def train(
           done += 1
           if progress is not None:
             progress(done, calls)
+          complete = j + 1 == stops[r]
+          keep = not complete or more or keep_params
+
+          def arrays(carry=carry, j=j, keep=keep):
+            out = {'metrics': metrics[real, starts[r] : j + 1]}
+            if test is not None:
+              out['tested'] = tested[real, starts[r] : j + 1]
+            if keep:
+              out.update(_checkpoint.flatten(planning.host(carry), 'carry'))
+            return out
+
+          saving.after_segment(
+              r, c, segments=j + 1 - starts[r], complete=complete, arrays=arrays,
+              configuration_epochs=len(real) * int(points[j] - (0, *schedule.ends)[r]),
+          )
         if more:
           held.append(planning.host(carry))
         elif keep_params:
           final_vars.append(planning.host((carry[0], carry[2])))
       if more:
-        going = np.asarray(schedule.advance(r, alive, metrics[alive, stops[r] - 1]))
         # Host copies of the state of ``alive`` (in order; then the padding).
         carried = (alive, jax.tree.map(lambda *a: engine.concatenate(a), *held))
-        alive = going
+    saving.finish()
   params = model_state = None
   if keep_params:
     params, model_state = jax.tree.map(lambda *a: engine.concatenate(a)[:total], *final_vars)

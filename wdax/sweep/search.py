@@ -6,12 +6,16 @@ anything compiles.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from wdax.sweep import _checkpoint
+from wdax.sweep import _resume
 from wdax.sweep import chunks
 from wdax.sweep import engine
 from wdax.sweep import preparing
@@ -33,7 +37,17 @@ def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
-def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
+Folder = str | os.PathLike | None
+
+
+def _checkpointed(store: _checkpoint.Store | None) -> contextlib.AbstractContextManager:
+  """Signals stop a checkpointed sweep at its next safe point."""
+  return _checkpoint.stopping() if store is not None else contextlib.nullcontext()
+
+
+def _cross_validate(
+    prep: preparing.Prepared, progress: Progress, store: _checkpoint.Store | None = None
+) -> Result:
   s, job = prep.settings, prep.job
   count = len(prep.val_table)
   p, k, r = np.meshgrid(
@@ -48,6 +62,7 @@ def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
       per_configuration=prep.per_configuration, chunk_size=s.chunk_size,
       memory=s.memory, progress=progress,
       rungs=None if s.prune is None else _rungs(s.prune, prep.space, count * len(s.seeds), s.epochs),
+      saving=_resume.Saving(store, 'grid'),
   )
   shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
   curves = {}
@@ -98,6 +113,9 @@ def grid(
     *,
     optimizer: Optimizer,
     progress: Progress = None,
+    checkpoint: Folder = None,
+    restart: bool = False,
+    checkpoint_every: float = _resume.DEFAULT_EVERY,
     **settings: Any,
 ) -> Result:
   r"""Cross-validates every point of ``space`` in one compiled, vmapped program.
@@ -159,6 +177,15 @@ def grid(
       ``optax.GradientTransformation``. :func:`kind` makes named ones.
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
+    checkpoint: a folder to save the progress in as it trains, and to
+      resume from when it holds some (:doc:`/guides/preemption`): the same
+      call resumes and returns the numbers of an uninterrupted run; a
+      different one raises ``sweep.CheckpointMismatch`` naming the first
+      setting that differs. SIGINT and SIGTERM stop it at the next safe
+      point, saved, with ``sweep.Interrupted``.
+    restart: discard what ``checkpoint`` holds and start over.
+    checkpoint_every: seconds between saves inside a chunk (0: after every
+      segment between evaluations); a chunk's end is always saved.
     **settings: the fields of :class:`Settings`: ``folds``, ``seeds``,
       ``epochs``, ``batch_size``, ``fold_seed``, ``evals``, ``devices``,
       ``chunk_size``, ``memory``, ``prune``.
@@ -190,12 +217,16 @@ def grid(
     >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
     (array([1, 2]), [1, 2, 1, 2], 12)
   """
-  return _cross_validate(preparing.prepare('grid', task, data, space, optimizer, settings), progress)
+  prep = preparing.prepare('grid', task, data, space, optimizer, settings)
+  store = _resume.open_store('grid', prep, checkpoint, restart=restart, every=checkpoint_every)
+  with _checkpointed(store):
+    return _cross_validate(prep, progress, store)
 
 
 def _refit(
     job: engine.Job, prep: preparing.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
+    store: _checkpoint.Store | None = None,
 ) -> Fit:
   s = prep.settings
   # Every example trains. ``rows`` copies of the table give it the shape of
@@ -209,6 +240,7 @@ def _refit(
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
       per_configuration=prep.per_configuration, progress=progress,
       keep_params=True, test=test, exact_chunk=exact_chunk,
+      saving=_resume.Saving(store, 'refit'),
   )
   curves = _metric_curves(job, trained.metrics[:, :, 0], 'train')
   if trained.test is not None:
@@ -228,6 +260,9 @@ def fit(
     optimizer: Optimizer,
     test: Any = None,
     progress: Progress = None,
+    checkpoint: Folder = None,
+    restart: bool = False,
+    checkpoint_every: float = _resume.DEFAULT_EVERY,
     **settings: Any,
 ) -> Fit:
   r"""Trains ``task`` at one point on all of ``data``, once per seed.
@@ -250,6 +285,9 @@ def fit(
     optimizer: as for :func:`grid`.
     test: optional held-out data.
     progress: as for :func:`grid`.
+    checkpoint: as for :func:`grid`.
+    restart: as for :func:`grid`.
+    checkpoint_every: as for :func:`grid`.
     **settings: the fields of :class:`Settings` but ``folds`` and
       ``fold_seed``.
 
@@ -279,7 +317,11 @@ def fit(
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
   space = {name: [value] for name, value in point.items()}
   prep = preparing.prepare('fit', task, data, space, optimizer, settings, test=test)
-  return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
+  store = _resume.open_store(
+      'fit', prep, checkpoint, restart=restart, every=checkpoint_every, test=prep.test
+  )
+  with _checkpointed(store):
+    return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress, store=store)
 
 
 # A refit reuses the grid's compiled program, padding its chunk with copies,
@@ -301,6 +343,9 @@ def select(
     one_se: bool | str = False,
     progress: Progress = None,
     refit_progress: Progress = None,
+    checkpoint: Folder = None,
+    restart: bool = False,
+    checkpoint_every: float = _resume.DEFAULT_EVERY,
     **settings: Any,
 ) -> Selection:
   r"""Cross-validates ``space``, chooses a point and refits it: :func:`grid`,
@@ -329,6 +374,9 @@ def select(
     one_se: as for :meth:`Result.choose`.
     progress: ``progress`` of the grid.
     refit_progress: ``progress`` of the refit.
+    checkpoint: as for :func:`grid`; it holds the grid and the refit.
+    restart: as for :func:`grid`.
+    checkpoint_every: as for :func:`grid`.
     **settings: as for :func:`grid`.
 
   Returns:
@@ -351,16 +399,25 @@ def select(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
   )
-  result = _cross_validate(prep, progress)
+  store = _resume.open_store(
+      'select', prep, checkpoint, restart=restart, every=checkpoint_every, test=prep.test,
+      choice=(metric, mode, one_se),
+  )
+  with _checkpointed(store):
+    return _select(prep, metric, mode, one_se, progress, refit_progress, store)
+
+
+def _select(prep, metric, mode, one_se, progress, refit_progress, store) -> Selection:
+  result = _cross_validate(prep, progress, store)
   choice = result.choose(metric, mode, one_se)
   job, test = prep.job, prep.test
   reuse = result.chunk_size <= _REUSE_PER_DEVICE * len(prep.devices)
   if reuse:
     refit = _refit(
         job, prep, choice.point, test, refit_progress, rows=result.folds,
-        exact_chunk=result.chunk_size,
+        exact_chunk=result.chunk_size, store=store,
     )
   else:
     refit_job = preparing.guarded(job, np.ones((1, prep.n), bool))
-    refit = _refit(refit_job, prep, choice.point, test, refit_progress)
+    refit = _refit(refit_job, prep, choice.point, test, refit_progress, store=store)
   return Selection(result=result, choice=choice, refit=refit)
