@@ -236,7 +236,7 @@ class Store:
         self.body['parts'].items(),
         key=lambda kv: (order.get(kv[1]['stage'], len(order)), kv[1]['rung'], kv[1]['chunk']),
     )
-    for n, (key, entry) in enumerate(parts):
+    for n, (_, entry) in enumerate(parts):
       path = self.folder / entry['file']
       if path.exists() and _sha(path.read_bytes()) == entry['sha256']:
         continue

@@ -147,10 +147,12 @@ def _names(code: types.CodeType) -> list[str]:
 
 def _filled(cell: Any) -> bool:
   try:
-    cell.cell_contents
+    return cell.cell_contents is not _EMPTY
   except ValueError:
     return False
-  return True
+
+
+_EMPTY = object()
 
 
 def versions() -> dict[str, str]:

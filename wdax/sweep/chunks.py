@@ -248,20 +248,14 @@ def train(
           done += 1
           if progress is not None:
             progress(done, calls)
-          complete = j + 1 == stops[r]
-          keep = not complete or more or keep_params
-
-          def arrays(carry=carry, j=j, keep=keep):
-            out = {'metrics': metrics[real, starts[r] : j + 1]}
-            if test is not None:
-              out['tested'] = tested[real, starts[r] : j + 1]
-            if keep:
-              out.update(_checkpoint.flatten(planning.host(carry), 'carry'))
-            return out
-
+          complete = bool(j + 1 == stops[r])
           saving.after_segment(
-              r, c, segments=j + 1 - starts[r], complete=complete, arrays=arrays,
+              r, c, segments=j + 1 - starts[r], complete=complete,
               configuration_epochs=len(real) * int(points[j] - (0, *schedule.ends)[r]),
+              arrays=_saved(
+                  metrics, tested if test is not None else None, real, slice(starts[r], j + 1),
+                  carry if not complete or more or keep_params else None,
+              ),
           )
         if more:
           held.append(planning.host(carry))
@@ -289,6 +283,23 @@ def train(
       rungs=np.asarray(schedule.ends),
       configuration_epochs=int(np.bincount(last, minlength=len(steps_per_rung)) @ np.cumsum(steps_per_rung)),
   )
+
+
+def _saved(
+    metrics: np.ndarray, tested: np.ndarray | None, real: np.ndarray, segments: slice, carry: Any
+) -> Callable[[], dict[str, Any]]:
+  """What a chunk's save holds, made when the save is due: its metrics over
+  the rung's ``segments`` so far, and its state unless ``carry`` is None."""
+
+  def arrays() -> dict[str, Any]:
+    out = {'metrics': metrics[real, segments]}
+    if tested is not None:
+      out['tested'] = tested[real, segments]
+    if carry is not None:
+      out.update(_checkpoint.flatten(planning.host(carry), 'carry'))
+    return out
+
+  return arrays
 
 
 def _test(fn: Any, variables: Any, real: int, hp: dict, part: slice, test: Any) -> np.ndarray:
