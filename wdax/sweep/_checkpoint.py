@@ -69,20 +69,23 @@ class Interrupted(KeyboardInterrupt):
     super().__init__(f'{signal.Signals(signum).name}: progress saved in {folder}')
 
 
-def write_atomic(path: pathlib.Path, data: bytes) -> None:
+def write_atomic(path: pathlib.Path, data: bytes, *, sync_folder: bool = True) -> None:
   """Writes ``data`` to ``path`` so that a reader sees the old file or the
-  whole new one: a temporary name, flushed to disk, then renamed."""
+  whole new one: a temporary name, flushed to disk, then renamed; with
+  ``sync_folder`` the rename is flushed too (a part's file skips it: the
+  manifest's flush after it covers both renames)."""
   temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
   with open(temporary, 'wb') as f:
     f.write(data)
     f.flush()
     os.fsync(f.fileno())
   os.replace(temporary, path)
-  directory = os.open(path.parent, os.O_RDONLY)
-  try:
-    os.fsync(directory)
-  finally:
-    os.close(directory)
+  if sync_folder:
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+      os.fsync(directory)
+    finally:
+      os.close(directory)
 
 
 def pack(arrays: Mapping[str, Any]) -> bytes:
@@ -305,7 +308,7 @@ class Store:
         'file': name, 'sha256': _sha(data),
     }
     if self.writer:
-      write_atomic(self.folder / name, data)
+      write_atomic(self.folder / name, data, sync_folder=False)
       self._write_manifest()
       if old is not None:
         (self.folder / old['file']).unlink(missing_ok=True)
