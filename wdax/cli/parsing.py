@@ -248,6 +248,8 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
   sweep.add_argument('--no-cache', action='store_true', help='compile every program, and keep none')
   sweep.add_argument('--out', default=DEFAULT_OUT, metavar='DIR', help=f'where results.json and sweep.png go (default {DEFAULT_OUT})')
   sweep.add_argument('--quiet', action='store_true', help='no progress bar')
+  sweep.add_argument('--save-every', type=_seconds, default=60.0, metavar='SECONDS', help='save the progress into --out at most this often between evaluations, besides at the end of every chunk and when SIGINT or SIGTERM stops the run (default 60; 0 after every evaluation)')
+  sweep.add_argument('--restart', action='store_true', help='discard the unfinished run of another command that --out holds (by default the same command resumes it, and another is refused)')
 
   describe = commands.add_parser(
       'describe',
@@ -260,6 +262,16 @@ def _parser(kinds: Sequence[str], masks: Mapping[str, str]) -> _Parser:
   describe.add_argument('--rate', type=float, default=1e-4, help='decay rate to show (default 1e-4)')
   describe.add_argument('--hidden', type=_widths, default=(256,), help='hidden widths of the mlp (default 256)')
   return parser
+
+
+def _seconds(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds') from None
+  if not math.isfinite(value) or value < 0:
+    raise argparse.ArgumentTypeError(f'{text!r}: give a number of seconds >= 0')
+  return value
 
 
 def problem(data: str) -> str:

@@ -20,6 +20,7 @@ from wdax.cli import folders
 from wdax.cli import loading
 from wdax.cli import problems
 from wdax.cli import rendering
+from wdax.cli import resuming
 from wdax.cli import summary as _summary
 from wdax.cli.errors import BadInput
 
@@ -130,6 +131,8 @@ def _select(args, kind: str, task, split, space, devices, progress):
       epochs=args.epochs,
       batch_size=args.batch_size,
       devices=devices,
+      checkpoint=resuming.kind_folder(args, kind),
+      checkpoint_every=args.save_every,
   )
 
 
@@ -138,10 +141,14 @@ def _run(args, task, split, space, devices, progress) -> dict[str, Any]:
   of running out of memory or of a sweep that diverged everywhere."""
   import jax
 
+  from wdax import sweep
+
   found = {}
   for kind in args.kind:
     try:
       found[kind] = _select(args, kind, task, split, space, devices, progress)
+    except sweep.CheckpointMismatch as e:
+      raise resuming.refused(args, e) from None
     except (MemoryError, jax.errors.JaxRuntimeError) as e:
       # Past the low bound of problems._check_fits the memory can still run
       # out: on the device (XLA) or on the host (NumPy, for a huge --epochs).
@@ -203,7 +210,12 @@ def sweep(args) -> int:
       f'batch {args.batch_size}, lr {", ".join(f"{lr:g}" for lr in args.lr)}'
       + (f', pruned from epoch {args.prune[0]} by {args.prune[1]}' if args.prune else '')
   )
+  resumed = resuming.start(args)
+  if resumed is not None:
+    print(resumed)
   times = {'start': time.perf_counter(), 'sweep': 0.0, 'refit': 0.0}
+
+  from wdax.sweep import Interrupted
 
   # Everything is checked: from here on, programs are compiled (or loaded).
   cache = caching.enable(args)
@@ -224,7 +236,14 @@ def sweep(args) -> int:
 
       return update
 
-    found = _run(args, task, split, space, devices, progress)
+    try:
+      found = _run(args, task, split, space, devices, progress)
+    except Interrupted as e:  # SIGINT or SIGTERM, saved at a safe point
+      stopped = e
+    else:
+      stopped = None
+  if stopped is not None:
+    return resuming.stopped(args, stopped)
   report = _summary.summarise(args, found, *problems.metric(args))
   _warn_diverged(report)
   first = next(iter(report['kinds'].values()))['run']
