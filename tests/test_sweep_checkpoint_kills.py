@@ -89,7 +89,8 @@ def _processes(folder, kill_after, count=2):
 def test_two_processes_killed_resume_on_two_to_the_uninterrupted_result(tmp_path):
   whole = [json.loads(stdout.splitlines()[-1]) for _, stdout, _ in _processes('-', 0)]
   killed = _processes(tmp_path, 6)
-  assert [rc for rc, _, _ in killed] == [-signal.SIGKILL] * 2, killed[0][2][-3000:]
+  # Each kills itself after the same save; the other may see it die first.
+  assert all(rc != 0 for rc, _, _ in killed), killed[0][2][-3000:]
   resumed = _processes(tmp_path, 0)
   for (rc, stdout, stderr), expected in zip(resumed, whole):
     assert rc == 0, stderr[-3000:]

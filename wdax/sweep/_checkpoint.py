@@ -100,7 +100,8 @@ def pack(arrays: Mapping[str, Any]) -> bytes:
     header[name] = [str(a.dtype), list(a.shape), impl]
     raw[name] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
   buffer = io.BytesIO()
-  np.savez(buffer, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **raw)
+  raw['__header__'] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+  np.savez(buffer, **raw)  # type: ignore[arg-type]
   return buffer.getvalue()
 
 
@@ -125,7 +126,8 @@ def flatten(tree: Any, prefix: str) -> dict[str, Any]:
 def unflatten(like: Any, arrays: Mapping[str, Any], prefix: str) -> Any:
   """The tree of ``like``'s structure from :func:`flatten`'s arrays."""
   treedef = jax.tree.structure(like)
-  return jax.tree.unflatten(treedef, [arrays[f'{prefix}/{i}'] for i in range(treedef.num_leaves)])
+  count = len(jax.tree.leaves(like))
+  return jax.tree.unflatten(treedef, [arrays[f'{prefix}/{i}'] for i in range(count)])
 
 
 def _sha(data: bytes) -> str:
