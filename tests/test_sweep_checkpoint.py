@@ -72,8 +72,12 @@ def uninterrupted():
   }
 
 
-@pytest.mark.parametrize('prune', [None, (2, 2)])
-@pytest.mark.parametrize('calls', [1, 2, 5])
+# The fast loop runs one stop of each kind; the others are marked slow.
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize('prune', [None, pytest.param((2, 2), marks=SLOW)])
+@pytest.mark.parametrize('calls', [pytest.param(1, marks=SLOW), 2, pytest.param(5, marks=SLOW)])
 def test_a_grid_stopped_after_any_segment_resumes_to_the_uninterrupted_result(
     tmp_path, uninterrupted, prune, calls
 ):
@@ -102,6 +106,7 @@ def test_a_pruned_grid_stopped_in_a_later_rung_keeps_its_decided_rungs(tmp_path,
   assert sorted(np.flatnonzero(resumed.rung.repeat(2) >= 1)) == going
 
 
+@SLOW
 def test_select_stopped_in_its_refit_resumes_to_the_uninterrupted_selection(tmp_path):
   kw = dict(SETTINGS, test=DATA)
   whole = sweep.select(TASK, DATA, SPACE, **kw)
@@ -118,6 +123,7 @@ def test_select_stopped_in_its_refit_resumes_to_the_uninterrupted_selection(tmp_
     np.testing.assert_array_equal(a, b, strict=True)
 
 
+@SLOW
 def test_fit_stopped_after_a_segment_resumes_to_the_same_parameters(tmp_path):
   kw = dict(optimizer=sweep.kind('adamw', lr=1e-2), epochs=6, evals=3, batch_size=8, test=DATA)
   whole = sweep.fit(TASK, DATA, {'rate': 1e-2}, **kw)
@@ -141,7 +147,7 @@ def test_a_finished_run_called_again_compiles_and_trains_nothing(tmp_path, unint
   assert_same_result(again, uninterrupted[None])
 
 
-@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize('signum', [pytest.param(signal.SIGINT, marks=SLOW), signal.SIGTERM])
 def test_a_signal_stops_at_the_next_segment_saved_and_resumable(tmp_path, uninterrupted, signum):
   with pytest.raises(sweep.Interrupted) as stopped:
     sweep.grid(
@@ -157,7 +163,7 @@ def test_a_signal_stops_at_the_next_segment_saved_and_resumable(tmp_path, uninte
   assert_same_result(resumed, uninterrupted[None])
 
 
-@pytest.mark.parametrize('damage', ['truncate', 'flip', 'delete'])
+@pytest.mark.parametrize('damage', ['truncate', pytest.param('flip', marks=SLOW), pytest.param('delete', marks=SLOW)])
 def test_a_damaged_part_is_trained_again_with_a_warning(tmp_path, uninterrupted, damage):
   sweep.grid(TASK, DATA, SPACE, checkpoint=tmp_path, **SETTINGS)
   parts = sorted(tmp_path.glob('grid-r0-c1-*.npz'))
@@ -178,6 +184,7 @@ def test_a_damaged_part_is_trained_again_with_a_warning(tmp_path, uninterrupted,
     assert_same_result(sweep.grid(TASK, DATA, SPACE, checkpoint=tmp_path, **SETTINGS), uninterrupted[None])
 
 
+@SLOW
 def test_a_damaged_manifest_starts_over_with_a_warning(tmp_path, uninterrupted):
   with pytest.raises(Stop):
     sweep.grid(TASK, DATA, SPACE, checkpoint=tmp_path, progress=stop_after(3), **SETTINGS)
@@ -193,16 +200,16 @@ def test_a_damaged_manifest_starts_over_with_a_warning(tmp_path, uninterrupted):
     ('change', 'named'),
     [
         (dict(epochs=4), 'epochs was 6, now 4'),
-        (dict(batch_size=4), 'batch_size was 8, now 4'),
-        (dict(folds=3), 'folds was 2, now 3'),
-        (dict(fold_seed=1), 'fold_seed was 0, now 1'),
-        (dict(seeds=2), r'seeds was \(0,\), now \(0, 1\)'),
-        (dict(prune=sweep.Halving(2, 2)), 'prune was None, now Halving'),
+        pytest.param(dict(batch_size=4), 'batch_size was 8, now 4', marks=SLOW),
+        pytest.param(dict(folds=3), 'folds was 2, now 3', marks=SLOW),
+        pytest.param(dict(fold_seed=1), 'fold_seed was 0, now 1', marks=SLOW),
+        pytest.param(dict(seeds=2), r'seeds was \(0,\), now \(0, 1\)', marks=SLOW),
+        pytest.param(dict(prune=sweep.Halving(2, 2)), 'prune was None, now Halving', marks=SLOW),
         (dict(optimizer=lambda rate, lr: wdax.adamw(lr, weight_decay=2 * rate)), 'optimizer'),
-        (dict(optimizer=lambda rate, lr: wdax.sgdw(lr, weight_decay=rate)), 'optimizer'),
-        (dict(space={'rate': [0.0, 1e-2, 1.0], 'lr': [1e-2, 4e-2]}), 'space'),
-        (dict(data={'x': _X + np.float32(1e-6), 'y': DATA['y']}), 'data'),
-        (dict(task=sweep.classifier(sweep.MLP(hidden=(9,), outputs=2))), 'task'),
+        pytest.param(dict(optimizer=lambda rate, lr: wdax.sgdw(lr, weight_decay=rate)), 'optimizer', marks=SLOW),
+        pytest.param(dict(space={'rate': [0.0, 1e-2, 1.0], 'lr': [1e-2, 4e-2]}), 'space', marks=SLOW),
+        pytest.param(dict(data={'x': _X + np.float32(1e-6), 'y': DATA['y']}), 'data', marks=SLOW),
+        pytest.param(dict(task=sweep.classifier(sweep.MLP(hidden=(9,), outputs=2))), 'task', marks=SLOW),
     ],
 )
 def test_a_different_run_into_the_folder_is_refused_naming_the_setting(tmp_path, change, named):
