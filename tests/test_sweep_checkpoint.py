@@ -22,7 +22,7 @@ import wdax
 from wdax import sweep
 from wdax.sweep import _checkpoint
 from wdax.sweep import _fingerprint
-from wdax.sweep import engine
+from wdax.sweep import _programs
 
 _X = np.random.default_rng(0).normal(size=(48, 3)).astype(np.float32)
 DATA = {'x': _X, 'y': (_X[:, 0] > 0).astype(np.int32)}
@@ -32,6 +32,8 @@ SPACE = {'rate': [0.0, 1e-2, 1.0], 'lr': [1e-2, 3e-2]}
 SETTINGS = dict(
     optimizer=lambda rate, lr: wdax.adamw(lr, weight_decay=rate),
     folds=2, epochs=6, evals=3, batch_size=8, chunk_size=3, devices=1,
+    # A save after every segment, whatever the machine's speed.
+    checkpoint_every=0,
 )
 
 
@@ -87,8 +89,9 @@ def test_a_grid_stopped_after_any_segment_resumes_to_the_uninterrupted_result(
         TASK, DATA, SPACE, prune=halving, checkpoint=tmp_path, progress=stop_after(calls),
         **SETTINGS,
     )
-  # The segment the callback stopped in is trained but unsaved: k - 1 saved.
-  assert _checkpoint.status(tmp_path).trained == 3 * 2 * (calls - 1)
+  # The callback follows each segment's save: k segments of 3 configurations
+  # of 2 epochs are saved.
+  assert _checkpoint.status(tmp_path).trained == 3 * 2 * calls
   resumed = sweep.grid(TASK, DATA, SPACE, prune=halving, checkpoint=tmp_path, **SETTINGS)
   assert_same_result(resumed, uninterrupted[prune])
 
@@ -125,7 +128,10 @@ def test_select_stopped_in_its_refit_resumes_to_the_uninterrupted_selection(tmp_
 
 @SLOW
 def test_fit_stopped_after_a_segment_resumes_to_the_same_parameters(tmp_path):
-  kw = dict(optimizer=sweep.kind('adamw', lr=1e-2), epochs=6, evals=3, batch_size=8, test=DATA)
+  kw = dict(
+      optimizer=sweep.kind('adamw', lr=1e-2), epochs=6, evals=3, batch_size=8, test=DATA,
+      checkpoint_every=0,
+  )
   whole = sweep.fit(TASK, DATA, {'rate': 1e-2}, **kw)
   with pytest.raises(Stop):
     sweep.fit(TASK, DATA, {'rate': 1e-2}, checkpoint=tmp_path, progress=stop_after(2), **kw)
@@ -142,7 +148,7 @@ def test_a_finished_run_called_again_compiles_and_trains_nothing(tmp_path, unint
   def refuse(*args, **kwargs):
     raise AssertionError('a finished run compiled a program')
 
-  monkeypatch.setattr(engine.Programs, 'compile', refuse)
+  monkeypatch.setattr(_programs.Programs, 'compile', refuse)
   again = sweep.grid(TASK, DATA, SPACE, checkpoint=tmp_path, **SETTINGS)
   assert_same_result(again, uninterrupted[None])
 
@@ -155,8 +161,8 @@ def test_a_signal_stops_at_the_next_segment_saved_and_resumable(tmp_path, uninte
         progress=stop_after(4, lambda: os.kill(os.getpid(), signum)),
     )
   assert stopped.value.signal == signum
-  # Stopped after the fourth segment, saved: 4 segments of 3 configurations.
-  assert _checkpoint.status(tmp_path).trained == 4 * 3 * 2
+  # Signalled after the fourth segment, stopped after the fifth, saved.
+  assert _checkpoint.status(tmp_path).trained == 5 * 3 * 2
   # The handlers are the caller's again.
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
   resumed = sweep.grid(TASK, DATA, SPACE, checkpoint=tmp_path, **SETTINGS)

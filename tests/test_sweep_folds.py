@@ -7,6 +7,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from wdax import sweep
+from wdax.sweep import _orders
 from wdax.sweep import folds
 
 
@@ -131,7 +132,7 @@ def test_standardize_uses_the_training_statistics():
 
 def test_orders_list_the_training_examples_first_in_a_seeded_order():
   table = np.array([[1, 0, 1, 1, 0], [0, 1, 1, 1, 1]])
-  out = folds.orders([7], table, [3], 2, 6)
+  out = _orders.orders([7], table, [3], 2, 6)
   assert out.shape == (1, 2, 2, 6)
   noise = np.random.default_rng([7, 3]).random(5)
   for k, row in enumerate(table):

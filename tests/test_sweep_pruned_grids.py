@@ -1,5 +1,5 @@
 """Tests of pruned grids (wdax.sweep.grid and select with prune=, trained by
-wdax.sweep.chunks): the survivors against the unpruned grid's own numbers,
+wdax.sweep._runner): the survivors against the unpruned grid's own numbers,
 and the checks of prune against the space."""
 
 import dataclasses

@@ -1,6 +1,6 @@
 r"""The sweep's entry points: :func:`grid`, :func:`fit` and :func:`select`.
 
-Every argument is checked first, in :func:`wdax.sweep.preparing.prepare`, before
+Every argument is checked first, in :func:`wdax.sweep._validation.prepare`, before
 anything compiles.
 """
 
@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from wdax.sweep import _checkpoint
+from wdax.sweep import _job
+from wdax.sweep import _plan
 from wdax.sweep import _resume
-from wdax.sweep import chunks
-from wdax.sweep import engine
-from wdax.sweep import preparing
+from wdax.sweep import _runner
+from wdax.sweep import _validation
 from wdax.sweep import pruning
 from wdax.sweep import settings as _settings
-from wdax.sweep.preparing import Optimizer
+from wdax.sweep._validation import Optimizer
 from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
@@ -32,7 +33,7 @@ from wdax.sweep.tasks import Task
 Progress = Callable[[int, int], None] | None
 
 
-def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def _metric_curves(job: _job.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
   names = ('loss', *job.metrics)
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
@@ -46,7 +47,7 @@ def _checkpointed(store: _checkpoint.Store | None) -> contextlib.AbstractContext
 
 
 def _cross_validate(
-    prep: preparing.Prepared, progress: Progress, store: _checkpoint.Store | None = None
+    prep: _validation.Prepared, progress: Progress, store: _checkpoint.Store | None = None
 ) -> Result:
   s, job = prep.settings, prep.job
   count = len(prep.val_table)
@@ -54,16 +55,15 @@ def _cross_validate(
       np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
   )
   columns = prep.space.columns()
-  trained = chunks.train(
-      job, prep.data, prep.train_table, prep.val_table,
-      {n: c[p.ravel()] for n, c in columns.items()},
-      np.asarray(s.seeds)[r.ravel()], k.ravel(),
+  training = _runner.Training(
+      job=job, data=prep.data, train_table=prep.train_table, eval_table=prep.val_table,
+      hp={n: c[p.ravel()] for n, c in columns.items()},
+      seed=np.asarray(s.seeds)[r.ravel()], split=k.ravel(),
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
-      per_configuration=prep.per_configuration, chunk_size=s.chunk_size,
-      memory=s.memory, progress=progress,
+      per_configuration=prep.per_configuration, chunk_size=s.chunk_size, memory=s.memory,
       rungs=None if s.prune is None else _rungs(s.prune, prep.space, count * len(s.seeds), s.epochs),
-      saving=_resume.Saving(store, 'grid'),
   )
+  trained = _runner.train(training, progress, _resume.Saving(store, 'grid'))
   shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
   curves = {}
   for side, prefix in ((0, 'train'), (1, 'val')):
@@ -79,7 +79,7 @@ def _cross_validate(
   )
 
 
-def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> chunks.Rungs:
+def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> _plan.Rungs:
   """The engine's schedule of ``halving``: a point's ``trainings``
   configurations (its folds and seeds, consecutive) go on or stop together."""
   spared = halving.kept(space.points())
@@ -97,7 +97,7 @@ def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> chunk
     )
     return groups[going].ravel()
 
-  return chunks.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
+  return _plan.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
 
 
 def _order(item: tuple[str, Any]) -> tuple[int, int]:
@@ -217,14 +217,14 @@ def grid(
     >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
     (array([1, 2]), [1, 2, 1, 2], 12)
   """
-  prep = preparing.prepare('grid', task, data, space, optimizer, settings)
+  prep = _validation.prepare('grid', task, data, space, optimizer, settings)
   store = _resume.open_store('grid', prep, checkpoint, restart=restart, every=checkpoint_every)
   with _checkpointed(store):
     return _cross_validate(prep, progress, store)
 
 
 def _refit(
-    job: engine.Job, prep: preparing.Prepared, point: dict[str, float], test: Any,
+    job: _job.Job, prep: _validation.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
     store: _checkpoint.Store | None = None,
 ) -> Fit:
@@ -233,15 +233,15 @@ def _refit(
   # the grid's fold tables when a refit reuses the grid's program.
   table = np.ones((rows, prep.n), bool)
   seeds = np.asarray(s.seeds)
-  trained = chunks.train(
-      job, prep.data, table, table,
-      {n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
-      seeds, np.zeros(len(seeds), int),
+  training = _runner.Training(
+      job=job, data=prep.data, train_table=table, eval_table=table,
+      hp={n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
+      seed=seeds, split=np.zeros(len(seeds), int),
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
-      per_configuration=prep.per_configuration, progress=progress,
-      keep_params=True, test=test, exact_chunk=exact_chunk,
-      saving=_resume.Saving(store, 'refit'),
+      per_configuration=prep.per_configuration, keep_params=True, test=test,
+      exact_chunk=exact_chunk,
   )
+  trained = _runner.train(training, progress, _resume.Saving(store, 'refit'))
   curves = _metric_curves(job, trained.metrics[:, :, 0], 'train')
   if trained.test is not None:
     curves.update(_metric_curves(job, trained.test, 'test'))
@@ -316,7 +316,7 @@ def fit(
     if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
   space = {name: [value] for name, value in point.items()}
-  prep = preparing.prepare('fit', task, data, space, optimizer, settings, test=test)
+  prep = _validation.prepare('fit', task, data, space, optimizer, settings, test=test)
   store = _resume.open_store(
       'fit', prep, checkpoint, restart=restart, every=checkpoint_every, test=prep.test
   )
@@ -395,7 +395,7 @@ def select(
     >>> found.refit.point == found.choice.point == found.result.best('val_loss')
     True
   """
-  prep = preparing.prepare(
+  prep = _validation.prepare(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
   )
@@ -418,6 +418,6 @@ def _select(prep, metric, mode, one_se, progress, refit_progress, store) -> Sele
         exact_chunk=result.chunk_size, store=store,
     )
   else:
-    refit_job = preparing.guarded(job, np.ones((1, prep.n), bool))
+    refit_job = _validation.guarded(job, np.ones((1, prep.n), bool))
     refit = _refit(refit_job, prep, choice.point, test, refit_progress, store=store)
   return Selection(result=result, choice=choice, refit=refit)

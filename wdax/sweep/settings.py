@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from wdax.sweep import checks
+from wdax.sweep import _checks
 from wdax.sweep.pruning import Halving
 
 
@@ -74,7 +74,7 @@ class Settings:
       object.__setattr__(self, name, value)
 
     if isinstance(self.folds, (int, np.integer)) and not isinstance(self.folds, bool):
-      put('folds', checks.integer(self.folds, 'folds', 2))
+      put('folds', _checks.integer(self.folds, 'folds', 2))
     else:
       ids = np.asarray(self.folds)
       if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
@@ -85,15 +85,15 @@ class Settings:
       ids = ids.astype(np.int64)
       ids.setflags(write=False)
       put('folds', ids)
-    put('seeds', checks.seeds(self.seeds))
-    put('epochs', checks.integer(self.epochs, 'epochs', 1))
-    put('batch_size', checks.integer(self.batch_size, 'batch_size', 1))
-    put('fold_seed', checks.integer(self.fold_seed, 'fold_seed', 0))
-    put('evals', checks.integer(self.evals, 'evals', 1))
+    put('seeds', _checks.seeds(self.seeds))
+    put('epochs', _checks.integer(self.epochs, 'epochs', 1))
+    put('batch_size', _checks.integer(self.batch_size, 'batch_size', 1))
+    put('fold_seed', _checks.integer(self.fold_seed, 'fold_seed', 0))
+    put('evals', _checks.integer(self.evals, 'evals', 1))
     if self.chunk_size is not None:
-      put('chunk_size', checks.integer(self.chunk_size, 'chunk_size', 1))
+      put('chunk_size', _checks.integer(self.chunk_size, 'chunk_size', 1))
     if self.memory is not None:
-      put('memory', checks.integer(self.memory, 'memory', 1))
+      put('memory', _checks.integer(self.memory, 'memory', 1))
     if self.prune is not None:
       if not isinstance(self.prune, Halving):
         raise ValueError(
@@ -113,7 +113,7 @@ class Settings:
         raise ValueError('devices is empty.')
       put('devices', tuple(devices))
     elif devices is not None:
-      put('devices', checks.integer(devices, 'devices', 1))
+      put('devices', _checks.integer(devices, 'devices', 1))
 
 
 # Settings that only cross-validation reads.
