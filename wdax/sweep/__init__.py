@@ -41,7 +41,10 @@ compute per configuration), ``_programs`` (the compiled programs),
 ``_orders`` (the orders of visit), ``_devices``, ``_placement`` (arrays
 between host and devices), ``_memory`` (a configuration's memory),
 ``_cache`` and ``_collector`` (a pause of the garbage collector while
-tracing).
+tracing), ``_checkpoint`` (a sweep's progress in a folder: its files, their
+checks and the refusal of another run), ``_fingerprint`` (what identifies
+a run) and ``_resume`` (what the entry points and the runner ask of a
+checkpoint).
 
 This package imports Flax; ``import wdax`` does not. Import it as
 ``from wdax import sweep``.
