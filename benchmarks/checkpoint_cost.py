@@ -4,8 +4,9 @@ The job is ``wdax sweep``'s default: digits, half held out, 16 rates and 0,
 5 folds, 20 epochs, batch 32, an MLP of 256 and AdamW at lr 3e-3, cross-
 validated, chosen and refit by ``sweep.select``. After one run to compile,
 the plain job and the checkpointed one (a fresh folder each time) alternate
-in one process, ``--repeats`` times each, and the ratio of their wall times
-is given per pair, so the machine's load moves both alike.
+in one process, ``--repeats`` times each (which one first alternates), and
+the ratio of their wall times is given per pair, so the machine's load moves
+both alike.
 
   python benchmarks/checkpoint_cost.py --repeats 5 --every 0
 """
@@ -50,15 +51,26 @@ def main() -> None:
   task = sweep.classifier(sweep.MLP(hidden=(256,), outputs=10))
   sweep.select(task, data, {'rate': rates}, **{k: v for k, v in kw.items() if k != 'checkpoint_every'})
   ratios, plain_times, saved_times = [], [], []
-  for _ in range(args.repeats):
+
+  def plain_run() -> float:
     t = time.perf_counter()
     sweep.select(task, data, {'rate': rates}, **{k: v for k, v in kw.items() if k != 'checkpoint_every'})
-    plain = time.perf_counter() - t
+    return time.perf_counter() - t
+
+  def saved_run() -> tuple[float, int]:
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
       t = time.perf_counter()
       sweep.select(task, data, {'rate': rates}, checkpoint=folder, **kw)
-      saved = time.perf_counter() - t
-      size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+      seconds = time.perf_counter() - t
+      return seconds, sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+
+  for i in range(args.repeats):
+    # Which runs first alternates, so a load that rises or falls during a
+    # pair favours neither.
+    if i % 2:
+      (saved, size), plain = saved_run(), plain_run()
+    else:
+      plain, (saved, size) = plain_run(), saved_run()
     plain_times.append(plain)
     saved_times.append(saved)
     ratios.append(saved / plain)
