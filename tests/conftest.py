@@ -38,7 +38,7 @@ def keep_xla_flags(monkeypatch):
 
 @pytest.fixture(scope='module')
 def devices_started():
-  """For the fuzz of the command line (tests/cli_fuzzing.py), a module at a time.
+  """For the fuzz of the command line (tests/support/cli_fuzzing.py), a module at a time.
 
   With JAX's backend started, `wdax sweep` cannot ask XLA for host devices:
   no run changes the devices or XLA_FLAGS of later tests. The checks in
@@ -50,7 +50,7 @@ def devices_started():
 @pytest.fixture(scope='module')
 def data_file(tmp_path_factory):
   """A .npz of 24 rows, 3 features and 3 classes: what the fuzz of the
-  command line sweeps with its CHEAP options (tests/cli_fuzzing.py)."""
+  command line sweeps with its CHEAP options (tests/support/cli_fuzzing.py)."""
   rng = np.random.default_rng(0)
   y = np.arange(24) % 3
   x = rng.normal(size=(24, 3)) + y[:, None]

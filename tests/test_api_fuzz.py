@@ -1,7 +1,7 @@
 """The public API, fuzzed: bad input is refused early and names its culprit.
 
 Every transform and optimiser is built with generated bad arguments (see
-tests/strategies.py): each must raise ValueError or TypeError at construction
+tests/support/strategies.py): each must raise ValueError or TypeError at construction
 or ``init`` (at trace time for updates that do not fit the params), with a
 message naming the argument or the parameter path. Edge-case params (empty
 trees, ``None``, integer, bool, complex and zero-size leaves) must work as
@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import strategies
 from hypothesis import given
 from hypothesis import strategies as st
+from support import strategies
 
 import wdax
 

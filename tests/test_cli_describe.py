@@ -2,7 +2,7 @@
 decays, and the one line for a mask the model cannot take."""
 
 import pytest
-from cli_inputs import refused
+from support.cli_inputs import refused
 
 from wdax import cli
 
@@ -37,7 +37,7 @@ def test_describe_mlp(capsys):
   assert 'Dense_2/kernel' in text and '(16, 10)' in text
 
 
-def test_issue_12_describe_refuses_a_mask_the_model_cannot_take(capsys):
+def test_describe_refuses_a_mask_the_model_cannot_take(capsys):
   status = cli.main(['describe', '--model', 'mlp', '--mask', 'flax+embeddings'])
   refused(
       status, capsys,

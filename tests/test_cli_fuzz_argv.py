@@ -1,20 +1,20 @@
 """Any argv, fuzzed (issue 12): a command, or none or a wrong one, followed
 by tokens drawn from the options, their good and bad values and any text.
-The contract every run must keep is in tests/cli_fuzzing.py."""
+The contract every run must keep is in tests/support/cli_fuzzing.py."""
 
 import os
 import tempfile
 
 import pytest
-from cli_fuzzing import BAD
-from cli_fuzzing import CHEAP
-from cli_fuzzing import DESCRIBE
-from cli_fuzzing import GOOD
-from cli_fuzzing import SETTINGS
-from cli_fuzzing import check
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from support.cli_fuzzing import BAD
+from support.cli_fuzzing import CHEAP
+from support.cli_fuzzing import DESCRIBE
+from support.cli_fuzzing import GOOD
+from support.cli_fuzzing import SETTINGS
+from support.cli_fuzzing import check
 
 pytestmark = pytest.mark.usefixtures('devices_started')
 

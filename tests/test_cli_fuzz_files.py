@@ -1,7 +1,7 @@
 """Data files, fuzzed (issue 12): small generated .npz and .csv tables with
 none, one or two defects each, swept with the CHEAP options. A file trains
 exactly when it has no defect but harmless ones; otherwise the one line names
-it. The contract every run must keep is in tests/cli_fuzzing.py."""
+it. The contract every run must keep is in tests/support/cli_fuzzing.py."""
 
 import io
 import math
@@ -10,12 +10,12 @@ import tempfile
 
 import numpy as np
 import pytest
-from cli_fuzzing import CHEAP
-from cli_fuzzing import SETTINGS
-from cli_fuzzing import check
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from support.cli_fuzzing import CHEAP
+from support.cli_fuzzing import SETTINGS
+from support.cli_fuzzing import check
 
 pytestmark = pytest.mark.usefixtures('devices_started')
 

@@ -1,26 +1,26 @@
 """The options of ``wdax sweep`` and ``wdax describe``, fuzzed (issue 12): one
 bad option at a time, options combined, the built-in data sets with each
 criterion, and describe's options. The contract every run must keep is in
-tests/cli_fuzzing.py."""
+tests/support/cli_fuzzing.py."""
 
 import os
 import tempfile
 
 import pytest
-from cli_fuzzing import BAD
-from cli_fuzzing import CHEAP
-from cli_fuzzing import DESCRIBE
-from cli_fuzzing import GOOD
-from cli_fuzzing import JUNK
-from cli_fuzzing import SETTINGS
-from cli_fuzzing import check
-from cli_fuzzing import flag_value
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from support.cli_fuzzing import BAD
+from support.cli_fuzzing import CHEAP
+from support.cli_fuzzing import DESCRIBE
+from support.cli_fuzzing import GOOD
+from support.cli_fuzzing import JUNK
+from support.cli_fuzzing import SETTINGS
+from support.cli_fuzzing import check
+from support.cli_fuzzing import flag_value
 
-from wdax.cli.parsing import CRITERIA
-from wdax.cli.parsing import DATASETS
+from wdax.cli.requests import CRITERIA
+from wdax.sweep.datasets import NAMES as DATASETS
 
 pytestmark = pytest.mark.usefixtures('devices_started')
 

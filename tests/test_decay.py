@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import optimizer_runs
 import pytest
 from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from support import optimizer_runs
 
 import wdax
 from wdax import masks

@@ -5,7 +5,7 @@ coordinator on localhost (``jax.distributed.initialize``, gloo collectives)
 and train with :mod:`wdax.training` over one mesh of all 8 devices, saving a
 checkpoint half way from both processes. The result must equal one process
 with 8 devices running the same code, and the checkpoint must resume in a
-single process. ``tests/multihost_worker.py`` is each process.
+single process. ``tests/support/multihost_worker.py`` is each process.
 """
 
 import functools
@@ -21,7 +21,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # three runs of subprocesses
 
-_WORKER = pathlib.Path(__file__).with_name('multihost_worker.py')
+_WORKER = pathlib.Path(__file__).parent / 'support' / 'multihost_worker.py'
 _TIMEOUT = 600
 
 

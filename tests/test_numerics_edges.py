@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import strategies
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.experimental import checkify
+from support import strategies
 
 import wdax
 from wdax import masks

@@ -103,14 +103,26 @@ def test_multi_steps_scan_dtype_stability():
 
 
 def test_multi_steps_zero_nans():
-  """_accumulation_test.py::test_multi_steps_zero_nans, with wdax.sgdw."""
+  """_accumulation_test.py::test_multi_steps_zero_nans, with wdax.sgdw.
+
+  optax only checks that the update runs (its issue 828); here the numbers
+  are checked too. A NaN gradient makes the accumulated mean NaN, zero_nans
+  turns it into 0 and records it, and what is left of the step is the
+  decoupled decay alone: -lr * weight_decay * a = -1e-4 * 0.1 * 2 = -2e-5.
+  """
   ms_opt = optax.MultiSteps(
       optax.chain(optax.zero_nans(), wdax.sgdw(1e-4, weight_decay=0.1)),
       every_k_schedule=2,
   )
   opt_init, opt_update = ms_opt.gradient_transformation()
-  params = {'a': jnp.zeros([])}
-  opt_update({'a': jnp.zeros([])}, opt_init(params), params)
+  params = {'a': jnp.asarray(2.0)}
+  updates, opt_state = opt_update({'a': jnp.asarray(jnp.nan)}, opt_init(params), params)
+  np.testing.assert_array_equal(updates['a'], 0.0)
+  assert not ms_opt.has_updated(opt_state)
+  updates, opt_state = opt_update({'a': jnp.asarray(1.0)}, opt_state, params)
+  assert ms_opt.has_updated(opt_state)
+  assert bool(opt_state.inner_opt_state[0].found_nan['a'])
+  np.testing.assert_allclose(updates['a'], -2e-5, rtol=1e-6)
 
 
 def test_multi_steps_computes_mean():

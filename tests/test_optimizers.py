@@ -18,11 +18,11 @@ import numpy as np
 import optax
 import pytest
 from absl.testing import parameterized
-from optimizer_runs import KERNEL_ONLY
-from optimizer_runs import SCHED
-from optimizer_runs import grads as _grads
-from optimizer_runs import params as _params
-from optimizer_runs import run as _run
+from support.optimizer_runs import KERNEL_ONLY
+from support.optimizer_runs import SCHED
+from support.optimizer_runs import grads as _grads
+from support.optimizer_runs import params as _params
+from support.optimizer_runs import run as _run
 
 import wdax
 from wdax import masks

@@ -1,6 +1,6 @@
 """wdax.sgdw and wdax.adamw against the stored PyTorch trajectories.
 
-The trajectories are replayed by ``tests/torch_replay.py``; each case is run
+The trajectories are replayed by ``tests/support/torch_replay.py``; each case is run
 in float32 and, in the slow half, in float64 with the exact schedule.
 """
 
@@ -8,14 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from torch_replay import ADAM_TOL
-from torch_replay import F64_TOL
-from torch_replay import SGD_TOL
-from torch_replay import assert_matches
-from torch_replay import exact_schedule
-from torch_replay import fixture
-from torch_replay import hyper
-from torch_replay import replay
+from support.torch_replay import ADAM_TOL
+from support.torch_replay import F64_TOL
+from support.torch_replay import SGD_TOL
+from support.torch_replay import assert_matches
+from support.torch_replay import exact_schedule
+from support.torch_replay import fixture
+from support.torch_replay import hyper
+from support.torch_replay import replay
 
 import wdax
 from wdax import masks

@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 import wdax
 from wdax import sharding
 
-_WORKER = pathlib.Path(__file__).with_name('multidevice_worker.py')
+_WORKER = pathlib.Path(__file__).parent / 'support' / 'multidevice_worker.py'
 
 
 @functools.cache

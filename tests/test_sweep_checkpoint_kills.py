@@ -1,5 +1,5 @@
 """Checkpointed sweeps killed with SIGKILL in subprocesses, then started
-again: the Python API (tests/checkpoint_worker.py), two processes, and
+again: the Python API (tests/support/checkpoint_worker.py), two processes, and
 ``wdax sweep`` killed by a harness that watches its checkpoint, or stopped
 by SIGINT and SIGTERM. Each resumed run's numbers equal an uninterrupted
 run's, bit for bit.
@@ -18,7 +18,7 @@ import pytest
 
 from wdax.sweep import _checkpoint
 
-_WORKER = pathlib.Path(__file__).resolve().parent / 'checkpoint_worker.py'
+_WORKER = pathlib.Path(__file__).resolve().parent / 'support' / 'checkpoint_worker.py'
 
 pytestmark = pytest.mark.slow
 

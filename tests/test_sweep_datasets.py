@@ -1,5 +1,7 @@
 """Tests of wdax.sweep.datasets: the built-in data sets and the text corpus."""
 
+import builtins
+import importlib.util
 import os
 import sysconfig
 
@@ -83,7 +85,34 @@ def test_the_tables_are_sklearns(name, problem, shape):
   assert data.data['x'].shape == shape and data.examples == shape[0]
   np.testing.assert_array_equal(data.data['x'], x)
   np.testing.assert_array_equal(data.data['y'], y)
+  assert data.data['x'].dtype == np.float64
   if problem == 'classification':
+    names = getattr(sk, f'load_{name}')().target_names
     assert data.data['y'].dtype == np.int64 and len(data.classes) == y.max() + 1
+    assert data.classes == tuple(str(n) for n in names)
   else:
     assert data.data['y'].dtype == np.float64 and data.classes is None
+
+
+def test_digits_is_read_without_importing_sklearn(monkeypatch):
+  from sklearn import datasets as sk
+
+  x, y = sk.load_digits(return_X_y=True)
+  real_import = builtins.__import__
+
+  def no_sklearn(name, *args, **kwargs):
+    assert not name.startswith('sklearn'), f'digits imported {name}'
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, '__import__', no_sklearn)
+  data = datasets.load('digits')
+  monkeypatch.undo()
+  np.testing.assert_array_equal(data.data['x'], x)
+  np.testing.assert_array_equal(data.data['y'], y)
+  assert data.source == 'sklearn.datasets.load_digits'
+
+
+def test_a_table_without_sklearn_installed_says_to_install_it(monkeypatch):
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
+  with pytest.raises(ImportError, match=r"install it \(pip install 'wdax\[cli\]'\)"):
+    datasets.load('digits')

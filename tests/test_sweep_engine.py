@@ -14,7 +14,7 @@ import pytest
 import wdax
 from wdax import sweep
 
-_WORKER = pathlib.Path(__file__).resolve().parent / 'sweep_worker.py'
+_WORKER = pathlib.Path(__file__).resolve().parent / 'support' / 'sweep_worker.py'
 
 
 def _classes(n=60, seed=0):
@@ -123,8 +123,7 @@ def test_two_processes_give_the_result_of_one():
     for w in workers:
       if w.poll() is None:
         w.kill()
-  sys.path.insert(0, str(_WORKER.parent))
-  from sweep_worker import job
+  from support.sweep_worker import job
 
   single = job(sweep, optax, 1)
   for out in outputs:

@@ -31,7 +31,7 @@ def _training(**change):
   x = rng.normal(size=(40, 4)).astype(np.float32)
   data = {'x': x, 'y': ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5)).astype(np.int32)}
   task = sweep.classifier(_NormedDropout())
-  settings = {'folds': 2, 'seeds': 2, 'epochs': 4, 'batch_size': 8}
+  settings = sweep.Settings(folds=2, seeds=2, epochs=4, batch_size=8)
   prep = _validation.prepare('grid', task, data, {'rate': [0.0, 0.1, 1.0]},
                            sweep.kind('adamw', lr=3e-2), settings)
   # 3 points x 2 folds x 2 seeds, point-major.

@@ -8,9 +8,9 @@ import optax
 import pytest
 import sklearn.metrics
 from flax import nnx
-from sweep_reference import folds_of
-from sweep_reference import loop
-from sweep_reference import take
+from support.sweep_reference import folds_of
+from support.sweep_reference import loop
+from support.sweep_reference import take
 
 import wdax
 from wdax import sweep

@@ -19,17 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from torch_replay import ADAM_TOL
-from torch_replay import F64_TOL
-from torch_replay import SGD_TOL
-from torch_replay import Hyper
-from torch_replay import assert_matches
-from torch_replay import exact_schedule
-from torch_replay import fixture
-from torch_replay import hyper
-from torch_replay import max_error
-from torch_replay import reference
-from torch_replay import replay
+from support.torch_replay import ADAM_TOL
+from support.torch_replay import F64_TOL
+from support.torch_replay import SGD_TOL
+from support.torch_replay import Hyper
+from support.torch_replay import assert_matches
+from support.torch_replay import exact_schedule
+from support.torch_replay import fixture
+from support.torch_replay import hyper
+from support.torch_replay import max_error
+from support.torch_replay import reference
+from support.torch_replay import replay
 
 import wdax
 

@@ -8,11 +8,11 @@ import numpy as np
 import optax
 import pytest
 from absl.testing import parameterized
-from decay_trees import params as _params
-from decay_trees import updates as _updates
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from support.decay_trees import params as _params
+from support.decay_trees import updates as _updates
 
 import wdax
 from wdax import masks

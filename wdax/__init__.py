@@ -1,7 +1,10 @@
 """wdax: weight decay done right, as optax gradient transformations."""
 
 from wdax import diagnostics
+from wdax import layerwise
+from wdax import learning_rates
 from wdax import masks
+from wdax import param_labels
 from wdax import paths
 from wdax import rate
 from wdax import report
@@ -13,12 +16,18 @@ from wdax.decay import decoupled
 from wdax.decay import l1
 from wdax.decay import l2
 from wdax.decay import toward
+from wdax.layerwise import layerwise_lr
+from wdax.layerwise import layerwise_rates
+from wdax.learning_rates import scale_by_learning_rate
 from wdax.masks import Mask
 from wdax.masks import MaskLike
 from wdax.optimizers import adams
 from wdax.optimizers import adamw
 from wdax.optimizers import sgdw
+from wdax.param_labels import Labels
+from wdax.param_labels import labels
 from wdax.paths import leaf_paths
+from wdax.rate import LrLike
 from wdax.rate import RateLike
 from wdax.rate import Rates
 from wdax.rate import rates
@@ -41,6 +50,8 @@ def __getattr__(name: str):
 
 __all__ = [
     'DecayState',
+    'Labels',
+    'LrLike',
     'Mask',
     'MaskLike',
     'RateLike',
@@ -55,12 +66,19 @@ __all__ = [
     'diagnostics',
     'l1',
     'l2',
+    'labels',
+    'layerwise',
+    'layerwise_lr',
+    'layerwise_rates',
+    'learning_rates',
     'leaf_paths',
     'masks',
+    'param_labels',
     'paths',
     'rate',
     'rates',
     'report',
+    'scale_by_learning_rate',
     'schedules',
     'sgdw',
     'toward',

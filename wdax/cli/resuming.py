@@ -17,46 +17,49 @@ import json
 import os
 import shutil
 import signal
+import sys
 from typing import Any
 
 from wdax.cli.errors import BadInput
+from wdax.cli.requests import SweepRequest
+from wdax.sweep import errors
 
 # The options that change what is trained, in the order a difference is named.
 OPTIONS = (
-    'data', 'kind', 'rates', 'lr', 'dropout', 'folds', 'seeds', 'epochs', 'hidden',
+    'data', 'kinds', 'rates', 'lr', 'dropout', 'folds', 'seeds', 'epochs', 'hidden',
     'batch_size', 'prune', 'criterion', 'one_se', 'test_size', 'seed', 'devices', 'chunk_size',
 )
 COMMAND = 'command.json'
 
 
-def folder(args) -> str:
-  """Where the checkpoints of ``args``' run go."""
-  return os.path.join(args.out, 'checkpoint')
+def folder(request: SweepRequest) -> str:
+  """Where the checkpoints of ``request``' run go."""
+  return os.path.join(request.out, 'checkpoint')
 
 
-def kind_folder(args, kind: str) -> str:
-  return os.path.join(folder(args), kind)
+def kind_folder(request: SweepRequest, kind: str) -> str:
+  return os.path.join(folder(request), kind)
 
 
 def _option(name: str) -> str:
-  return '--' + name.replace('_', '-')
+  return '--kind' if name == 'kinds' else '--' + name.replace('_', '-')
 
 
-def _command(args) -> dict[str, Any]:
-  return {name: json.loads(json.dumps(getattr(args, name))) for name in OPTIONS}
+def _command(request: SweepRequest) -> dict[str, Any]:
+  return {name: json.loads(json.dumps(getattr(request, name))) for name in OPTIONS}
 
 
-def _statuses(args) -> list[Any]:
+def _statuses(request: SweepRequest) -> list[Any]:
   from wdax.sweep import _checkpoint
 
-  return [_checkpoint.status(kind_folder(args, kind)) for kind in args.kind]
+  return [_checkpoint.status(kind_folder(request, kind)) for kind in request.kinds]
 
 
-def start(args) -> str | None:
+def start(request: SweepRequest) -> str | None:
   """Prepares ``--out`` for the run; the line that says what it resumes,
   or ``None`` for a fresh run. Refuses (:class:`BadInput`) another
   command's unfinished run unless ``--restart``."""
-  here = folder(args)
+  here = folder(request)
   path = os.path.join(here, COMMAND)
   saved = None
   if os.path.exists(path):
@@ -65,23 +68,23 @@ def start(args) -> str | None:
         saved = json.load(f)
     except (OSError, ValueError):
       saved = None
-  given = _command(args)
-  statuses = _statuses(args) if saved == given else []
+  given = _command(request)
+  statuses = _statuses(request) if saved == given else []
   if saved is not None and saved != given:
     name = next(n for n in OPTIONS if saved.get(n) != given[n])
-    if _unfinished(here, saved.get('kind') or []) and not args.restart:
+    if _unfinished(here, saved.get('kinds') or []) and not request.restart:
       raise BadInput(
-          f'--out {args.out} holds an unfinished run of another command: '
+          f'--out {request.out} holds an unfinished run of another command: '
           f'{_option(name)} was {_shown(saved.get(name))}, now {_shown(given[name])}; '
           'run that command again to resume it, or give --restart to discard it'
       )
-  if args.restart or saved != given:
+  if request.restart or saved != given:
     shutil.rmtree(here, ignore_errors=True)
     statuses = []
   os.makedirs(here, exist_ok=True)
   with open(path, 'w') as f:
     json.dump(given, f)
-  return _describe(args, statuses)
+  return _describe(request, statuses)
 
 
 def _unfinished(here: str, kinds: list[str]) -> bool:
@@ -101,40 +104,38 @@ def _shown(value: Any) -> str:
   return 'not given' if value is None else str(value)
 
 
-def _describe(args, statuses: list[Any]) -> str | None:
+def _describe(request: SweepRequest, statuses: list[Any]) -> str | None:
   started = [s for s in statuses if s is not None]
   if not started or not any(s.trained for s in started):
     return None
   trained = sum(s.trained for s in started)
-  planned = started[0].planned * len(args.kind)
+  planned = started[0].planned * len(request.kinds)
   if all(s is not None and len(s.finished) == 2 for s in statuses):
     return (
-        f'resuming from {folder(args)}: the run finished ({trained} configuration-epochs '
+        f'resuming from {folder(request)}: the run finished ({trained} configuration-epochs '
         'trained); nothing is left to train'
     )
   return (
-      f'resuming from {folder(args)}: {trained} configuration-epochs already trained, '
+      f'resuming from {folder(request)}: {trained} configuration-epochs already trained, '
       f'{planned - trained} left'
   )
 
 
-def stopped(args, error: Any) -> int:
+def stopped(request: SweepRequest, error: errors.Interrupted) -> int:
   """Says how to resume a run a signal stopped; its exit status."""
-  import sys
-
   name = signal.Signals(error.signal).name
   print(
-      f'wdax: {name}: stopped at a safe point; the progress is saved in {folder(args)}. '
-      f'Run the same command to resume: wdax {" ".join(args.argv)}',
+      f'wdax: {name}: stopped at a safe point; the progress is saved in {folder(request)}. '
+      f'Run the same command to resume: wdax {" ".join(request.argv)}',
       file=sys.stderr,
   )
   return 128 + int(error.signal)
 
 
-def refused(args, error: Any) -> BadInput:
+def refused(request: SweepRequest, error: errors.CheckpointMismatch) -> BadInput:
   """The library's refusal of the saved run (data or versions changed
   under the same options), as bad input naming what differs."""
   return BadInput(
-      f'--out {args.out}: {error.setting} differs from the saved run\'s '
+      f'--out {request.out}: {error.setting} differs from the saved run\'s '
       f'(was {error.saved}, now {error.given}); give --restart to discard it'
   )

@@ -28,7 +28,9 @@ decay kinds), :mod:`~wdax.sweep.folds` (data, folds and held-out splits),
 :mod:`~wdax.sweep.datasets` (built-in data sets),
 :mod:`~wdax.sweep.settings` (the entry points' settings),
 :mod:`~wdax.sweep.pruning` (successive halving),
-:mod:`~wdax.sweep.results` (results and choice) and
+:mod:`~wdax.sweep.results` (results and choice),
+:mod:`~wdax.sweep.analysis` (the statistics of a report of them),
+:mod:`~wdax.sweep.errors` (the errors a caller may handle) and
 :mod:`~wdax.sweep.search` (the entry points).
 
 The ``_``-prefixed modules are the machinery, each named for what it holds:
@@ -50,10 +52,12 @@ This package imports Flax; ``import wdax`` does not. Import it as
 ``from wdax import sweep``.
 """
 
+from wdax.sweep import analysis
 from wdax.sweep import datasets
-from wdax.sweep._checkpoint import CheckpointDamaged
-from wdax.sweep._checkpoint import CheckpointMismatch
-from wdax.sweep._checkpoint import Interrupted
+from wdax.sweep import errors
+from wdax.sweep.errors import CheckpointDamaged
+from wdax.sweep.errors import CheckpointMismatch
+from wdax.sweep.errors import Interrupted
 from wdax.sweep.folds import check_data
 from wdax.sweep.folds import contiguous_folds
 from wdax.sweep.folds import contiguous_split
@@ -100,12 +104,14 @@ __all__ = [
     'Space',
     'Task',
     'TinyTransformer',
+    'analysis',
     'check_data',
     'classifier',
     'contiguous_folds',
     'contiguous_split',
     'datasets',
     'dropout',
+    'errors',
     'fit',
     'grid',
     'kind',

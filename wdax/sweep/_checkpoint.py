@@ -38,35 +38,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from wdax.sweep.errors import CheckpointDamaged
+from wdax.sweep.errors import CheckpointMismatch
+
 FORMAT = 1
 MANIFEST = 'manifest.json'
 _PART = re.compile(r'^(grid|refit)-r\d+-c\d+-\d+\.npz$')
-
-
-class CheckpointMismatch(ValueError):
-  """The checkpoint folder holds a different run; ``setting`` is the first
-  setting that differs."""
-
-  def __init__(self, folder: str, setting: str, saved: str, given: str):
-    self.folder, self.setting, self.saved, self.given = folder, setting, saved, given
-    super().__init__(
-        f'checkpoint {folder} holds a different run: its {setting} was {saved}, '
-        f'now {given}. Pass restart=True to discard it, or use another folder.'
-    )
-
-
-class CheckpointDamaged(UserWarning):
-  """A saved part is missing or fails its checksum: it, and what was
-  trained after it, is trained again."""
-
-
-class Interrupted(KeyboardInterrupt):
-  """SIGINT or SIGTERM stopped a checkpointed sweep at a safe point, after
-  saving; the same call resumes it."""
-
-  def __init__(self, signum: int, folder: str):
-    self.signal, self.folder = signum, folder
-    super().__init__(f'{signal.Signals(signum).name}: progress saved in {folder}')
 
 
 def write_atomic(path: pathlib.Path, data: bytes, *, sync_folder: bool = True) -> None:

@@ -23,8 +23,8 @@ def devices(given: int | Sequence[Any] | None) -> list[Any]:
   available = jax.devices()
   if given is None:
     return available
-  if isinstance(given, (int, np.integer)) and not isinstance(given, bool):
-    if not 1 <= given <= len(available):
+  if isinstance(given, (int, np.integer)):
+    if isinstance(given, bool) or not 1 <= given <= len(available):
       raise ValueError(
           f'devices={given}, but {len(available)} {available[0].platform} '
           'device(s) are available.'

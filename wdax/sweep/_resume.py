@@ -24,6 +24,7 @@ import numpy as np
 
 from wdax.sweep import _checkpoint
 from wdax.sweep import _fingerprint
+from wdax.sweep import errors
 
 # A save between a chunk's segments at most this often, in seconds; a
 # chunk's end, and a stop asked by a signal, are always saved. 0 saves after
@@ -160,7 +161,7 @@ class Saving:
   ) -> None:
     """Saves after a segment when due (always at a chunk's end, and when a
     signal asks the sweep to stop), then raises
-    :class:`~wdax.sweep._checkpoint.Interrupted` if one did. ``arrays()``
+    :class:`~wdax.sweep.errors.Interrupted` if one did. ``arrays()``
     makes what is saved; every process calls this together."""
     if self.store is None:
       return
@@ -171,7 +172,7 @@ class Saving:
           configuration_epochs=configuration_epochs, arrays=arrays(),
       )
     if stop:
-      raise _checkpoint.Interrupted(stop, str(self.store.folder))
+      raise errors.Interrupted(stop, str(self.store.folder))
 
   def finish(self) -> None:
     if self.store is not None:

@@ -87,7 +87,7 @@ def _trace(job: _job.Job, data: Any, batch_size: int) -> tuple[_job.Job, int]:
           f'the task metric {name!r} must be a scalar under a name other than '
           "'loss'."
       )
-  if jax.tree.structure(new_state) != jax.tree.structure(state):
+  if _structure(new_state) != _structure(state):
     raise ValueError(
         'the state the task loss returns differs in structure from the one '
         f'init made: {jax.tree.structure(new_state)} vs {jax.tree.structure(state)}.'
@@ -119,11 +119,17 @@ def _full_batches(job: _job.Job, state: Any) -> bool:
   return not job.task.weighted or bool(jax.tree.leaves(state))
 
 
+def _structure(tree: Any) -> Any:
+  """``jax.tree.structure(tree)``, typed ``Any``: the type checker sees no
+  comparison of jax's ``PyTreeDef``."""
+  return jax.tree.structure(tree)
+
+
 def _check_test(task: Task, data: Any, test: Any) -> Any:
   if test is None:
     return None
   test, _ = _folds.check_data(test, 'test')
-  if jax.tree.structure(test) != jax.tree.structure(data):
+  if _structure(test) != _structure(data):
     raise ValueError(
         f'test must have the structure of data: {jax.tree.structure(test)} vs '
         f'{jax.tree.structure(data)}.'
@@ -145,20 +151,21 @@ def prepare(
     data: Any,
     space: Any,
     optimizer: Optimizer,
-    given: dict[str, Any],
+    settings: _settings.Settings,
     *,
     test: Any = None,
     choice: tuple[str, str | None, bool | str] | None = None,
 ) -> Prepared:
-  """Checks every argument of ``fn``; the one place the sweep validates,
-  before anything compiles."""
+  """Checks every argument of ``fn`` but the settings (checked when made);
+  the one place the sweep validates, before anything compiles."""
   with _collector.collector_paused():
-    return _check(fn, task, data, space, optimizer, given, test, choice)
+    return _check(fn, task, data, space, optimizer, settings, test, choice)
 
 
-def _check(fn, task, data, space, optimizer, given, test, choice) -> Prepared:
-  exclude = _settings.GRID_ONLY if fn == 'fit' else ()
-  settings = _settings.make(fn, given, exclude=exclude)
+def _check(
+    fn: str, task: Task, data: Any, space: Any, optimizer: Optimizer,
+    settings: _settings.Settings, test: Any, choice: tuple[str, str | None, bool | str] | None,
+) -> Prepared:
   if not isinstance(task, Task):
     raise TypeError(
         f'{fn}(): task must be a sweep.Task (e.g. sweep.classifier(model)); got '

@@ -16,13 +16,18 @@ name               problem         what
 task takes (``{'x', 'y'}`` for :func:`~wdax.sweep.classifier` and
 :func:`~wdax.sweep.regressor`, ``{'tokens'}`` for
 :func:`~wdax.sweep.language_model`), unsplit and unstandardised.
-The four tables need scikit-learn, which reads them from its own package
-files.
+The four tables are scikit-learn's bundled copies, so they need it
+installed. ``digits``, the command line's default, is read straight from
+scikit-learn's package files without importing scikit-learn (a second or
+more of imports on a small machine); the other three go through
+``sklearn.datasets``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import importlib.util
 import os
 import sysconfig
 from typing import Any
@@ -184,7 +189,30 @@ def text(size: int = 16384, length: int = 32, *, root: str | None = None) -> Dat
   )
 
 
+def _sklearn_data_file(name: str) -> str:
+  """The path of ``name`` among scikit-learn's bundled data files, found
+  without importing scikit-learn."""
+  spec = importlib.util.find_spec('sklearn')
+  if spec is None or not spec.submodule_search_locations:
+    raise ImportError(
+        "the built-in tables are scikit-learn's; install it (pip install 'wdax[cli]')"
+    )
+  return os.path.join(spec.submodule_search_locations[0], 'datasets', 'data', name)
+
+
+def _digits() -> Dataset:
+  """``sklearn.datasets.load_digits()``'s data and target, read as it reads
+  them (``np.loadtxt`` of ``digits.csv.gz``, the label in the last column)."""
+  with gzip.open(_sklearn_data_file('digits.csv.gz'), 'rt', encoding='utf-8') as f:
+    table = np.loadtxt(f, delimiter=',')
+  data = {'x': table[:, :-1], 'y': table[:, -1].astype(np.int64)}
+  classes = tuple(str(n) for n in range(10))
+  return Dataset('digits', 'classification', data, 'sklearn.datasets.load_digits', classes)
+
+
 def _sklearn(name: str) -> Dataset:
+  if name == 'digits':
+    return _digits()
   from sklearn import datasets as sk
 
   loaded = getattr(sk, f'load_{name}')()
@@ -202,6 +230,10 @@ def load(name: str) -> Dataset:
 
   ``text`` is :func:`text` with its defaults; the others are scikit-learn's
   bundled copies, read offline, features as float64.
+
+  Raises:
+    ValueError: for a name not in :data:`NAMES`.
+    ImportError: for a table, when scikit-learn is not installed.
 
   Examples:
     >>> from wdax.sweep import datasets

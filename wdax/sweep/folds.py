@@ -59,7 +59,7 @@ def check_data(data: Any, name: str = 'data') -> tuple[Any, int]:
             f'(first: row {int(np.argmax(bad))}).'
         )
     leaves.append(array)
-  return jax.tree_util.tree_unflatten(treedef, leaves), first[1]
+  return jax.tree_util.tree_unflatten(treedef, leaves), leaves[0].shape[0]
 
 
 def take(data: Any, index: Any) -> Any:
@@ -192,11 +192,12 @@ def fold_ids(task: Any, data: Any, n: int, folds: Any, seed: int) -> np.ndarray:
   """The fold ids of a sweep: ``folds`` as given, or made by ``task``'s rule."""
   if not isinstance(folds, (int, np.integer)):
     return check_fold_ids(folds, n)
+  count = int(folds)
   if task.folds == 'stratified':
-    return stratified_folds(task.labels(data), folds, seed=seed)
+    return stratified_folds(task.labels(data), count, seed=seed)
   if task.folds == 'contiguous':
-    return contiguous_folds(n, folds)
-  return shuffled_folds(n, folds, seed=seed)
+    return contiguous_folds(n, count)
+  return shuffled_folds(n, count, seed=seed)
 
 
 def stratified_split(labels: Any, test_size: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

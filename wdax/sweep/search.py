@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,13 +21,14 @@ from wdax.sweep import _plan
 from wdax.sweep import _resume
 from wdax.sweep import _runner
 from wdax.sweep import _validation
+from wdax.sweep import errors
 from wdax.sweep import pruning
-from wdax.sweep import settings as _settings
 from wdax.sweep._validation import Optimizer
 from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
 from wdax.sweep.results import Selection
+from wdax.sweep.settings import Settings
 from wdax.sweep.space import Space
 from wdax.sweep.tasks import Task
 
@@ -46,10 +48,12 @@ def _checkpointed(store: _checkpoint.Store | None) -> contextlib.AbstractContext
   return _checkpoint.stopping() if store is not None else contextlib.nullcontext()
 
 
+@errors.out_of_memory()
 def _cross_validate(
     prep: _validation.Prepared, progress: Progress, store: _checkpoint.Store | None = None
 ) -> Result:
   s, job = prep.settings, prep.job
+  assert prep.fold_ids is not None  # made for grid and select, not for fit
   count = len(prep.val_table)
   p, k, r = np.meshgrid(
       np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
@@ -105,7 +109,6 @@ def _order(item: tuple[str, Any]) -> tuple[int, int]:
   return (side != 'train', metric != 'loss')
 
 
-@_settings.signed()
 def grid(
     task: Task,
     data: Any,
@@ -113,10 +116,19 @@ def grid(
     *,
     optimizer: Optimizer,
     progress: Progress = None,
+    folds: int | np.ndarray = 5,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    fold_seed: int = 0,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
+    prune: Halving | None = None,
     checkpoint: Folder = None,
     restart: bool = False,
     checkpoint_every: float = _resume.DEFAULT_EVERY,
-    **settings: Any,
 ) -> Result:
   r"""Cross-validates every point of ``space`` in one compiled, vmapped program.
 
@@ -177,18 +189,18 @@ def grid(
       ``optax.GradientTransformation``. :func:`kind` makes named ones.
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
+      memory, prune: the settings, each described at :class:`Settings`.
     checkpoint: a folder to save the progress in as it trains, and to
       resume from when it holds some (:doc:`/guides/preemption`): the same
       call resumes and returns the numbers of an uninterrupted run; a
-      different one raises ``sweep.CheckpointMismatch`` naming the first
-      setting that differs. SIGINT and SIGTERM stop it at the next safe
-      point, saved, with ``sweep.Interrupted``.
+      different one raises :class:`~wdax.sweep.errors.CheckpointMismatch`
+      naming the first setting that differs. SIGINT and SIGTERM stop it at
+      the next safe point, saved, with
+      :class:`~wdax.sweep.errors.Interrupted`.
     restart: discard what ``checkpoint`` holds and start over.
     checkpoint_every: seconds between saves inside a chunk (0: after every
       segment between evaluations); a chunk's end is always saved.
-    **settings: the fields of :class:`Settings`: ``folds``, ``seeds``,
-      ``epochs``, ``batch_size``, ``fold_seed``, ``evals``, ``devices``,
-      ``chunk_size``, ``memory``, ``prune``.
 
   Returns:
     A :class:`Result`; ``result.best('val_loss')`` is the chosen point, of
@@ -217,12 +229,17 @@ def grid(
     >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
     (array([1, 2]), [1, 2, 1, 2], 12)
   """
+  settings = Settings(
+      folds=folds, seeds=seeds, epochs=epochs, batch_size=batch_size, fold_seed=fold_seed,
+      evals=evals, devices=devices, chunk_size=chunk_size, memory=memory, prune=prune,
+  )
   prep = _validation.prepare('grid', task, data, space, optimizer, settings)
   store = _resume.open_store('grid', prep, checkpoint, restart=restart, every=checkpoint_every)
   with _checkpointed(store):
     return _cross_validate(prep, progress, store)
 
 
+@errors.out_of_memory()
 def _refit(
     job: _job.Job, prep: _validation.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
@@ -251,7 +268,6 @@ def _refit(
   )
 
 
-@_settings.signed(exclude=_settings.GRID_ONLY)
 def fit(
     task: Task,
     data: Any,
@@ -260,10 +276,16 @@ def fit(
     optimizer: Optimizer,
     test: Any = None,
     progress: Progress = None,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
     checkpoint: Folder = None,
     restart: bool = False,
     checkpoint_every: float = _resume.DEFAULT_EVERY,
-    **settings: Any,
 ) -> Fit:
   r"""Trains ``task`` at one point on all of ``data``, once per seed.
 
@@ -285,11 +307,9 @@ def fit(
     optimizer: as for :func:`grid`.
     test: optional held-out data.
     progress: as for :func:`grid`.
-    checkpoint: as for :func:`grid`.
-    restart: as for :func:`grid`.
-    checkpoint_every: as for :func:`grid`.
-    **settings: the fields of :class:`Settings` but ``folds`` and
-      ``fold_seed``.
+    seeds, epochs, batch_size, evals, devices, chunk_size, memory: the
+      settings, as for :func:`grid`.
+    checkpoint, restart, checkpoint_every: as for :func:`grid`.
 
   Returns:
     A :class:`Fit`: ``.params`` and, in ``.test``, the test metrics.
@@ -313,8 +333,12 @@ def fit(
   if not point:
     raise ValueError('point is empty: give one value per name, e.g. {"rate": 1e-2}.')
   for name, value in point.items():
-    if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
+    if isinstance(value, (list, tuple, str, bytes)) or np.ndim(value) != 0:
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
+  settings = Settings(
+      seeds=seeds, epochs=epochs, batch_size=batch_size, evals=evals, devices=devices,
+      chunk_size=chunk_size, memory=memory,
+  )
   space = {name: [value] for name, value in point.items()}
   prep = _validation.prepare('fit', task, data, space, optimizer, settings, test=test)
   store = _resume.open_store(
@@ -330,7 +354,6 @@ def fit(
 _REUSE_PER_DEVICE = 20
 
 
-@_settings.signed()
 def select(
     task: Task,
     data: Any,
@@ -343,10 +366,19 @@ def select(
     one_se: bool | str = False,
     progress: Progress = None,
     refit_progress: Progress = None,
+    folds: int | np.ndarray = 5,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    fold_seed: int = 0,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
+    prune: Halving | None = None,
     checkpoint: Folder = None,
     restart: bool = False,
     checkpoint_every: float = _resume.DEFAULT_EVERY,
-    **settings: Any,
 ) -> Selection:
   r"""Cross-validates ``space``, chooses a point and refits it: :func:`grid`,
   :meth:`Result.choose`, then :func:`fit`.
@@ -374,10 +406,10 @@ def select(
     one_se: as for :meth:`Result.choose`.
     progress: ``progress`` of the grid.
     refit_progress: ``progress`` of the refit.
-    checkpoint: as for :func:`grid`; it holds the grid and the refit.
-    restart: as for :func:`grid`.
-    checkpoint_every: as for :func:`grid`.
-    **settings: as for :func:`grid`.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
+      memory, prune: as for :func:`grid`.
+    checkpoint, restart, checkpoint_every: as for :func:`grid`; the folder
+      holds the grid and the refit.
 
   Returns:
     A :class:`Selection`.
@@ -395,6 +427,10 @@ def select(
     >>> found.refit.point == found.choice.point == found.result.best('val_loss')
     True
   """
+  settings = Settings(
+      folds=folds, seeds=seeds, epochs=epochs, batch_size=batch_size, fold_seed=fold_seed,
+      evals=evals, devices=devices, chunk_size=chunk_size, memory=memory, prune=prune,
+  )
   prep = _validation.prepare(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
@@ -404,12 +440,15 @@ def select(
       choice=(metric, mode, one_se),
   )
   with _checkpointed(store):
-    return _select(prep, metric, mode, one_se, progress, refit_progress, store)
+    return _select(prep, (metric, mode, one_se), progress, refit_progress, store)
 
 
-def _select(prep, metric, mode, one_se, progress, refit_progress, store) -> Selection:
+def _select(
+    prep: _validation.Prepared, how: tuple[str, str | None, bool | str], progress: Progress,
+    refit_progress: Progress, store: _checkpoint.Store | None,
+) -> Selection:
   result = _cross_validate(prep, progress, store)
-  choice = result.choose(metric, mode, one_se)
+  choice = result.choose(*how)
   job, test = prep.job, prep.test
   reuse = result.chunk_size <= _REUSE_PER_DEVICE * len(prep.devices)
   if reuse:

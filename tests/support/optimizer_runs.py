@@ -6,10 +6,11 @@ the gradients are a smooth function of the parameters and the step. The
 decay tests run their chains with the same loop and their own gradients.
 """
 
-import decay_trees
 import jax
 import jax.numpy as jnp
 import optax
+
+from support import decay_trees
 
 SCHED = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 25, end_value=1e-4)
 KERNEL_ONLY = {'Dense_0': {'kernel': True, 'bias': False}, 'LayerNorm_0': False}

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'torch_reference.npz'
+FIXTURE = pathlib.Path(__file__).parent.parent / 'fixtures' / 'torch_reference.npz'
 
 # Tolerances of the float32 replay, per optimiser family. Replayed in float64
 # the same chains agree with torch to ~1e-15, so what remains at float32 is

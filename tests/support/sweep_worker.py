@@ -5,8 +5,8 @@ asking for host devices (which must be set before JAX starts), and, for
 several processes, ``jax.distributed.initialize`` on a localhost
 coordinator with gloo collectives.
 
-  python tests/sweep_worker.py devices              # 8 devices against 1
-  python tests/sweep_worker.py process PORT I N     # process I of N
+  python tests/support/sweep_worker.py devices              # 8 devices against 1
+  python tests/support/sweep_worker.py process PORT I N     # process I of N
 """
 
 import json

@@ -3,7 +3,7 @@ number of compiled calls; prints the selection's numbers as JSON.
 
 ``tests/test_sweep_checkpoint_kills.py`` starts it in subprocesses:
 
-  python tests/checkpoint_worker.py FOLDER KILL_AFTER PRUNE [PORT I N]
+  python tests/support/checkpoint_worker.py FOLDER KILL_AFTER PRUNE [PORT I N]
 
 FOLDER is the checkpoint (``-`` for none), KILL_AFTER the compiled call
 after whose save the process kills itself (0: never), PRUNE ``0`` or
