@@ -87,6 +87,15 @@ def start(request: SweepRequest) -> str | None:
   return _describe(request, statuses)
 
 
+def clean(request: SweepRequest, existed: bool) -> None:
+  """Removes what a fresh run saved when it is refused (every rate
+  diverged, out of memory): bad input writes nothing; ``--out`` too unless
+  it ``existed``."""
+  shutil.rmtree(folder(request), ignore_errors=True)
+  if not existed and os.path.isdir(request.out) and not os.listdir(request.out):
+    os.rmdir(request.out)
+
+
 def _unfinished(here: str, kinds: list[str]) -> bool:
   """Whether a kind of the saved run has a checkpoint short of its end."""
   from wdax.sweep import _checkpoint

@@ -180,6 +180,7 @@ def sweep(request: SweepRequest) -> int:
   devices, setup = _prepare(request)
   print(f'data: {rendering.data_line(setup.split.about)}')
   print(f'grid: {rendering.grid_line(request, setup.model, setup.batch_size)}')
+  existed = os.path.exists(request.out)
   resumed = resuming.start(request)
   if resumed is not None:
     print(resumed)
@@ -191,6 +192,10 @@ def sweep(request: SweepRequest) -> int:
     found, timing = _train(request, setup, devices)
   except errors.Interrupted as e:  # SIGINT or SIGTERM, saved at a safe point
     return resuming.stopped(request, e)
+  except BadInput:
+    if resumed is None:
+      resuming.clean(request, existed)
+    raise
   report = summarise(request, setup, found, timing)
   rendering.warn_diverged(report)
   first = next(iter(report.kinds.values())).chunks
