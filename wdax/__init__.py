@@ -6,8 +6,10 @@ from wdax import learning_rates
 from wdax import masks
 from wdax import param_labels
 from wdax import paths
+from wdax import precision
 from wdax import rate
 from wdax import report
+from wdax import rounding
 from wdax import schedules
 from wdax.decay import DecayState
 from wdax.decay import TowardState
@@ -27,12 +29,15 @@ from wdax.optimizers import sgdw
 from wdax.param_labels import Labels
 from wdax.param_labels import labels
 from wdax.paths import leaf_paths
+from wdax.precision import LostDecayWarning
 from wdax.rate import LrLike
 from wdax.rate import RateLike
 from wdax.rate import Rates
 from wdax.rate import rates
 from wdax.report import Report
 from wdax.report import describe
+from wdax.rounding import RoundingState
+from wdax.rounding import stochastic_rounding
 
 __version__ = '0.1.0'
 
@@ -50,6 +55,7 @@ def __getattr__(name: str):
 
 __all__ = [
     'DecayState',
+    'LostDecayWarning',
     'Labels',
     'LrLike',
     'Mask',
@@ -57,6 +63,7 @@ __all__ = [
     'RateLike',
     'Rates',
     'Report',
+    'RoundingState',
     'TowardState',
     'adams',
     'adamw',
@@ -75,11 +82,14 @@ __all__ = [
     'masks',
     'param_labels',
     'paths',
+    'precision',
     'rate',
     'rates',
     'report',
+    'rounding',
     'scale_by_learning_rate',
     'schedules',
     'sgdw',
+    'stochastic_rounding',
     'toward',
 ]

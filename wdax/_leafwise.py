@@ -23,6 +23,7 @@ import optax
 from wdax import _checks
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import precision as _precision
 from wdax import rate as _rates
 from wdax import schedules as _schedules
 
@@ -306,6 +307,8 @@ def transform(
     bound: _rates.RateLike | None = None,
     coupling: str = 'lr',
     peak_lr: Any = None,
+    check_lost: bool = True,
+    scaled_by: Any = None,
 ) -> optax.GradientTransformation:
   """A decay applying ``rule`` to each leaf ``mask`` and ``rate`` select.
 
@@ -316,7 +319,11 @@ def transform(
   scheduled ``rate`` never exceeds, is checked against the leaves' dtypes in
   its place. ``coupling`` says how the decay follows each leaf's ``lr`` (see
   :func:`coefficients`); a leaf whose ``lr`` is the constant 0 is frozen and
-  never decayed, whatever the coupling.
+  never decayed, whatever the coupling. ``init`` warns of decay lost to
+  rounding (:func:`wdax.precision.check`) unless ``check_lost`` is false
+  (coupled L2, whose decay per step the optimiser after it sets);
+  ``scaled_by`` is the learning rate that scales this transform's output
+  later in the chain (optax.adamw's order), a factor of the decay per step.
   """
   rate = _rates.check(rate, f'{fn}: {rate_name}')
   lr = check_lr(lr, f'{fn}: lr')
@@ -332,7 +339,14 @@ def transform(
     )
 
   def init_fn(params: optax.Params) -> Any:
-    active(params)
+    sel = active(params)
+    if check_lost:
+      lrs = sel.lrs
+      if scaled_by is not None:
+        all_paths, _ = check_params(fn, params)
+        hidden = _paths.hidden_paths(params)
+        lrs = _rates.resolve_lr(scaled_by, all_paths, hidden, fn=fn)
+      _precision.check(fn, params, sel.rates, lrs, coupling=coupling)
     if needs_count:
       return state_class(jnp.zeros([], jnp.int32))
     return optax.EmptyState()
@@ -424,7 +438,10 @@ def guarded(
                 'optimiser needs an update for every parameter (use '
                 'optax.masked or optax.set_to_zero to leave one unchanged).'
             )
-      expected = jax.eval_shape(tx.init, params)
+      with warnings.catch_warnings():
+        # init warned already; this is only its state's shapes.
+        warnings.simplefilter('ignore', _precision.LostDecayWarning)
+        expected = jax.eval_shape(tx.init, params)
       s_paths, s_shapes = _shapes(state)
       e_paths, e_shapes = _shapes(expected)
       _checks.same_paths(fn, 'state', s_paths, e_paths, 'a state for these params')

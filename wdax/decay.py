@@ -47,6 +47,7 @@ from wdax import _checks
 from wdax import _leafwise
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import precision as _precision
 from wdax import rate as _rates
 from wdax._leafwise import DecayState
 
@@ -115,6 +116,11 @@ def l2(
   Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019,
   arXiv:1711.05101. Prefer :func:`decoupled` with adaptive optimisers.
 
+  Its decay per step is set by the optimiser after it (the learning rate, a
+  preconditioner), so unlike the decays that go last, ``init`` does not check
+  whether rounding erases it in bfloat16 or float16
+  (:class:`wdax.LostDecayWarning`).
+
   Args:
     rate: the coefficient :math:`r`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
@@ -135,7 +141,9 @@ def l2(
     >>> updates['w']
     Array([-0.2], dtype=float32)
   """
-  return _leafwise.transform('l2(...)', rate, None, mask, _leafwise.add)
+  return _leafwise.transform(
+      'l2(...)', rate, None, mask, _leafwise.add, check_lost=False
+  )
 
 
 def decoupled(
@@ -438,7 +446,9 @@ def toward(
       r_leaves = p_leaves
     else:
       r_leaves = _reference_leaves(fn, reference, all_paths, p_leaves)
-    active_rates = active(params).rates or [None] * len(p_leaves)
+    sel = active(params)
+    _precision.check(fn, params, sel.rates, sel.lrs)
+    active_rates = sel.rates or [None] * len(p_leaves)
     # A copy, so that donating the params to a jitted step cannot also
     # donate the reference.
     stored = [

@@ -106,7 +106,10 @@ def _add_as_optax(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
 
 
 def _optax_decay(
-    fn: str, weight_decay: _rates.RateLike, mask: _masks.MaskLike
+    fn: str,
+    weight_decay: _rates.RateLike,
+    mask: _masks.MaskLike,
+    learning_rate: optax.ScalarOrSchedule,
 ) -> optax.GradientTransformation:
   """``optax.add_decayed_weights(weight_decay, mask)`` with wdax rates and masks.
 
@@ -122,6 +125,7 @@ def _optax_decay(
       _add_as_optax,
       state_class=_OPTAX_DECAY_STATE,
       rate_name='weight_decay',
+      scaled_by=learning_rate,
   )
   if mask is None:
     return decay
@@ -244,7 +248,7 @@ def adamw(
     # optax.adamw's order and arithmetic, so that the floats are the same.
     tx = optax.chain(
         adam,
-        _optax_decay(fn, weight_decay, mask),
+        _optax_decay(fn, weight_decay, mask, learning_rate),
         _learning_rates.scale_by_learning_rate(learning_rate),
     )
   else:
@@ -429,6 +433,14 @@ def adams(
   Pitfalls of Weight Decay and How to Mitigate Them: A Gradient-Norm
   Perspective", NeurIPS 2023, arXiv:2011.11152 (there "SWD"). While every
   gradient so far is exactly zero, :math:`\bar v_t = 0` and nothing decays.
+
+  Unlike the other wdax decays, ``init`` does not warn when the decay is too
+  small for bfloat16 or float16 weights (:class:`wdax.LostDecayWarning`): its
+  decay per step, :math:`\eta_t\lambda/\sqrt{\bar v_t}`, depends on the
+  second moment, unknown until the gradients come. Pass
+  :math:`\eta\lambda/\sqrt{\bar v}` for a typical :math:`\bar v` to
+  :func:`wdax.precision.lost_decay` to check it yourself, or end the chain
+  with :func:`wdax.stochastic_rounding`.
 
   Every argument after the learning rate is keyword-only, and every numeric
   one can be injected with ``optax.inject_hyperparams``.

@@ -16,6 +16,7 @@ import numpy as np
 from wdax import _checks
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import precision as _precision
 from wdax import rate as _rates
 from wdax import schedules as _schedules
 
@@ -37,6 +38,7 @@ class Row:
   lr: str = ''
   per_step: str = ''
   frozen: bool = False
+  lost: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,14 +71,21 @@ class Report:
   @property
   def header(self) -> tuple[str, ...]:
     base = ('path', 'shape', 'dtype', 'size', 'decayed', 'rate')
-    return (*base, 'lr', 'decay/step') if self.with_lr else base
+    with_lr = (*base, 'lr', 'decay/step') if self.with_lr else base
+    return (*with_lr, 'lost') if self.with_lost else with_lr
+
+  @property
+  def with_lost(self) -> bool:
+    """Whether a low-precision leaf is decayed: then the ``lost`` column shows."""
+    return any(r.lost for r in self.rows)
 
   def _cells(self) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for r in self.rows:
       decayed = 'frozen' if r.frozen else ('yes' if r.decayed else 'no')
       row = (r.path, str(r.shape), r.dtype, f'{r.size:,}', decayed, r.rate)
-      out.append((*row, r.lr, r.per_step) if self.with_lr else row)
+      cells: tuple[str, ...] = (*row, r.lr, r.per_step) if self.with_lr else row
+      out.append((*cells, r.lost) if self.with_lost else cells)
     return out
 
   def _totals(self) -> str:
@@ -215,6 +224,37 @@ def _per_step(c: StepDecay | None) -> str:
   return f'{_shown(c.start)} (peak {_shown(c.peak)})'
 
 
+def _lost_cells(
+    all_paths: list[str], leaves: list[Any], rates: list[Any], lrs: list[Any],
+    coupling: str,
+) -> list[str]:
+  """Whether rounding erases each decayed low-precision leaf's decay.
+
+  ``'all'`` (below eps/4: no weight decays), ``'some'`` (below eps/2),
+  ``'layers i, j'`` (per-layer values), ``'no'``, ``'?'`` (a schedule whose
+  peak cannot be read); ``''`` for other leaves.
+  """
+  narrow = [_precision.threshold(leaf.dtype) is not None for leaf in leaves]
+  rates = [r if n else None for r, n in zip(rates, narrow)]
+  cells = []
+  for path, leaf, r, c in zip(
+      all_paths, leaves, rates, _precision.peak_decays(rates, lrs, coupling=coupling)
+  ):
+    if r is None:
+      cells.append('')
+      continue
+    found = None if c is None else _precision.lost_leaf(path, leaf, c)
+    if c is None:
+      cells.append('?')
+    elif found is None:
+      cells.append('no')
+    elif found.layers is not None:
+      cells.append('layers ' + ', '.join(map(str, found.layers)))
+    else:
+      cells.append('all' if found.everywhere else 'some')
+  return cells
+
+
 def describe(
     params: Any,
     *,
@@ -234,6 +274,11 @@ def describe(
     lr: the learning rate as given to the optimiser (a number, schedule or
       :func:`wdax.rates`): adds each leaf's learning rate and its decay per
       step (:func:`step_decays`), and marks frozen leaves (learning rate 0).
+      For bfloat16 and float16 leaves that are decayed, a ``lost`` column
+      says whether rounding erases the decay per step at its peak
+      (:mod:`wdax.precision`): ``all`` of the weights keep their values
+      (below eps/4), ``some`` (below eps/2), ``layers i, j`` (per-layer
+      values), ``no``, or ``?`` (a schedule whose peak cannot be read).
     coupling: how the decay follows the learning rate, as in
       :func:`wdax.adamw`.
 
@@ -264,6 +309,16 @@ def describe(
     embed  (4,)   float32     4  frozen   0     0 (frozen)  0
     head   (4,)   float32     4  yes      0.1   0.01        0.001
     decayed: 8 of 12 parameters (66.7%); frozen: 4
+
+    In bfloat16, AdamW's usual decay per step, 1e-4 * 0.1, is rounded away:
+
+    >>> params = {'w': jnp.zeros(4, jnp.bfloat16), 'f': jnp.zeros(4)}
+    >>> print(wdax.describe(params, rate=0.1, lr=1e-4))
+    path  shape  dtype     size  decayed  rate  lr      decay/step  lost
+    ----  -----  --------  ----  -------  ----  ------  ----------  ----
+    f     (4,)   float32      4  yes      0.1   0.0001  1e-05
+    w     (4,)   bfloat16     4  yes      0.1   0.0001  1e-05       all
+    decayed: 8 of 8 parameters (100.0%)
   """
   if rate is not None:
     rate = _rates.check(rate, 'describe(): rate')
@@ -308,4 +363,8 @@ def describe(
           frozen=frozen,
       )
     rows.append(row)
+  if lr is not None and rate is not None:
+    active = [r if row.decayed else None for r, row in zip(leaf_rates, rows)]
+    lost = _lost_cells(all_paths, leaves, active, lrs, coupling)
+    rows = [dataclasses.replace(row, lost=x) for row, x in zip(rows, lost)]
   return Report(tuple(rows))

@@ -189,8 +189,7 @@ def grid(
       ``optax.GradientTransformation``. :func:`kind` makes named ones.
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
-    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
-      memory, prune: the settings, each described at :class:`Settings`.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: the settings, each described at :class:`Settings`.
     checkpoint: a folder to save the progress in as it trains, and to
       resume from when it holds some (:doc:`/guides/preemption`): the same
       call resumes and returns the numbers of an uninterrupted run; a
@@ -406,8 +405,7 @@ def select(
     one_se: as for :meth:`Result.choose`.
     progress: ``progress`` of the grid.
     refit_progress: ``progress`` of the refit.
-    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size,
-      memory, prune: as for :func:`grid`.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: as for :func:`grid`.
     checkpoint, restart, checkpoint_every: as for :func:`grid`; the folder
       holds the grid and the refit.
 
