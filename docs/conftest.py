@@ -12,7 +12,9 @@ import pytest
 collect_ignore = ['conf.py', '_ext']
 
 _HERE = Path(__file__).resolve().parent
-SLOW = {_HERE / 'guides' / 'training_flax.md', _HERE / 'guides' / 'choosing_decay.md'}
+SLOW = {
+    _HERE / 'guides' / name for name in ('training_flax.md', 'choosing_decay.md', 'preemption.md')
+}
 
 
 def pytest_collection_modifyitems(items):

@@ -26,7 +26,7 @@ def _sweep(tmp_path, capsys, *args):
   status = cli.main(['sweep', *args, '--out', str(out)])
   captured = capsys.readouterr()
   assert status == 0, captured.err
-  assert sorted(os.listdir(out)) == ['results.json', 'sweep.png']
+  assert sorted(os.listdir(out)) == ['checkpoint', 'results.json', 'sweep.png']
   png = (out / 'sweep.png').read_bytes()
   assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10_000
   report = json.loads(

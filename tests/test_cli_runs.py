@@ -23,7 +23,8 @@ def test_sweep_end_to_end_writes_results_and_plot(tmp_path):
   done = run('sweep', '--rates', '1e-3,1', *TINY, '--out', str(out))
   assert done.returncode == 0, done.stderr[-3000:]
   assert 'chosen rate' in done.stdout and 'held-out test accuracy' in done.stdout
-  assert sorted(os.listdir(out)) == ['results.json', 'sweep.png']
+  # checkpoint/ holds the saved progress a later run of the command resumes.
+  assert sorted(os.listdir(out)) == ['checkpoint', 'results.json', 'sweep.png']
   report = json.loads((out / 'results.json').read_text())
   assert report['settings']['rates'] == [0.001, 1.0]
   assert report['data']['source'] == 'sklearn.datasets.load_digits'
@@ -133,7 +134,8 @@ def test_a_path_that_is_not_utf_8_is_shown_escaped(tmp_path, capsys):
   assert status == 0, captured.err
   assert f'data: {tmp_path}/d\\xff.npz: ' in captured.out
   assert f'wrote {tmp_path}/out\\xfe/results.json' in captured.out
-  assert sorted(os.listdir(out)) == ['results.json', 'sweep.png']
+  # checkpoint/ holds the saved progress a later run of the command resumes.
+  assert sorted(os.listdir(out)) == ['checkpoint', 'results.json', 'sweep.png']
 
 
 def test_a_second_run_in_the_process_compiles_nothing(tmp_path, capsys):

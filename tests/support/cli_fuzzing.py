@@ -87,7 +87,7 @@ def check(argv, out, names):
     if stdout.startswith('usage: wdax'):  # --help
       assert os.path.exists(out) == existed
     elif argv and argv[0] == 'sweep':
-      assert sorted(os.listdir(out)) == ['results.json', 'sweep.png']
+      assert sorted(os.listdir(out)) == ['checkpoint', 'results.json', 'sweep.png']
       with open(os.path.join(out, 'results.json')) as f:
         report = json.loads(f.read(), parse_constant=_no_constants)
       assert report['command'] == ['wdax', *argv]

@@ -71,6 +71,16 @@ def _positive_float(text: str) -> float:
   return value
 
 
+def _seconds(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds') from None
+  if not math.isfinite(value) or value < 0:
+    raise argparse.ArgumentTypeError(f'{text!r}: give a number of seconds >= 0')
+  return value
+
+
 def _fraction(text: str) -> float:
   try:
     value = float(text)
@@ -179,6 +189,8 @@ def _sweep_options(commands: Any) -> None:
   sweep.add_argument('--no-cache', action='store_true', help='compile every program, and keep none')
   sweep.add_argument('--out', default=DEFAULT_OUT, metavar='DIR', help=f'where results.json and sweep.png go (default {DEFAULT_OUT})')
   sweep.add_argument('--quiet', action='store_true', help='no progress bar')
+  sweep.add_argument('--save-every', type=_seconds, default=60.0, metavar='SECONDS', help='save the progress into --out at most this often between evaluations, besides at the end of every chunk and when SIGINT or SIGTERM stops the run; the same command resumes it (default 60; 0 after every evaluation)')
+  sweep.add_argument('--restart', action='store_true', help='discard the unfinished run of another command that --out holds (by default the same command resumes it, and another is refused)')
 
 
 def _describe_options(commands: Any) -> None:
@@ -214,5 +226,5 @@ def parse(argv: Sequence[str]) -> Request:
       dropout=args.dropout, prune=args.prune, criterion=args.criterion, one_se=args.one_se,
       test_size=args.test_size, seed=args.seed, devices=args.devices,
       chunk_size=args.chunk_size, cache=args.cache, no_cache=args.no_cache, out=args.out,
-      quiet=args.quiet, argv=argv,
+      quiet=args.quiet, save_every=args.save_every, restart=args.restart, argv=argv,
   )

@@ -127,6 +127,9 @@ class SweepRequest:
     kinds: the decay kinds, in order, without repeats.
     rates: the rates asked for, sorted; :attr:`grid` adds rate 0.
     argv: the command line it came from (empty from Python).
+    save_every: seconds between saves of the progress into ``out``
+      (``checkpoint_every`` of :func:`wdax.sweep.select`).
+    restart: discard another command's unfinished run in ``out``.
   """
 
   data: str
@@ -152,6 +155,8 @@ class SweepRequest:
   out: str
   quiet: bool
   argv: tuple[str, ...] = ()
+  save_every: float = 60.0
+  restart: bool = False
 
   @classmethod
   def of(
@@ -179,6 +184,8 @@ class SweepRequest:
       out: str = DEFAULT_OUT,
       quiet: bool = False,
       argv: Sequence[str] = (),
+      save_every: float = 60.0,
+      restart: bool = False,
   ) -> SweepRequest:
     """The request of these options, the problem's defaults for those left
     ``None``; raises :class:`~wdax.cli.errors.BadInput`.
@@ -203,7 +210,7 @@ class SweepRequest:
         criterion=criterion, one_se=one_se,
         test_size=default.test_size if test_size is None else test_size, seed=seed,
         devices=devices, chunk_size=chunk_size, cache=cache, no_cache=no_cache, out=out,
-        quiet=quiet, argv=tuple(argv),
+        quiet=quiet, argv=tuple(argv), save_every=save_every, restart=restart,
     )
     request._check()
     return request

@@ -9,9 +9,9 @@
 3. the report (:func:`wdax.cli.report.summarise`), printed
    (:mod:`~wdax.cli.rendering`) and written (:mod:`~wdax.cli.writing`).
 
-A checkpoint of the sweep, and stopping it on a signal, belong in
-:func:`_train`, around the calls of the sweep; a resumed run shows and
-writes its report as any other.
+Each kind's sweep saves its progress under ``--out`` (:mod:`~wdax.cli.resuming`):
+the same command started again resumes it, and a run that a signal stopped
+says how; a resumed run shows and writes its report as any other.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from wdax.cli import folders
 from wdax.cli import loading
 from wdax.cli import problems
 from wdax.cli import rendering
+from wdax.cli import resuming
 from wdax.cli import writing
 from wdax.cli.errors import BadInput
 from wdax.cli.labels import shown
@@ -138,6 +139,8 @@ def _select(
       epochs=request.epochs,
       batch_size=setup.batch_size,
       devices=devices,
+      checkpoint=resuming.kind_folder(request, kind),
+      checkpoint_every=request.save_every,
   )
 
 
@@ -152,6 +155,8 @@ def _train(
     for kind in request.kinds:
       try:
         found[kind] = _select(request, setup, kind, devices, clock, bar)
+      except errors.CheckpointMismatch as e:
+        raise resuming.refused(request, e) from None
       except (errors.OutOfMemory, MemoryError) as e:
         # Past the sweep's estimate (problems.resolve checks it) the memory
         # can still run out: on the device (XLA) or on the host (NumPy).
@@ -175,11 +180,22 @@ def sweep(request: SweepRequest) -> int:
   devices, setup = _prepare(request)
   print(f'data: {rendering.data_line(setup.split.about)}')
   print(f'grid: {rendering.grid_line(request, setup.model, setup.batch_size)}')
+  existed = os.path.exists(request.out)
+  resumed = resuming.start(request)
+  if resumed is not None:
+    print(resumed)
 
   # Everything is checked: from here on, programs are compiled (or loaded).
   cache = caching.enable(request.cache, request.no_cache)
   loaded = caching.Loaded()
-  found, timing = _train(request, setup, devices)
+  try:
+    found, timing = _train(request, setup, devices)
+  except errors.Interrupted as e:  # SIGINT or SIGTERM, saved at a safe point
+    return resuming.stopped(request, e)
+  except BadInput:
+    if resumed is None:
+      resuming.clean(request, existed)
+    raise
   report = summarise(request, setup, found, timing)
   rendering.warn_diverged(report)
   first = next(iter(report.kinds.values())).chunks

@@ -43,7 +43,10 @@ compute per configuration), ``_programs`` (the compiled programs),
 ``_orders`` (the orders of visit), ``_devices``, ``_placement`` (arrays
 between host and devices), ``_memory`` (a configuration's memory),
 ``_cache`` and ``_collector`` (a pause of the garbage collector while
-tracing).
+tracing), ``_checkpoint`` (a sweep's progress in a folder: its files, their
+checks and the refusal of another run), ``_fingerprint`` (what identifies
+a run) and ``_resume`` (what the entry points and the runner ask of a
+checkpoint).
 
 This package imports Flax; ``import wdax`` does not. Import it as
 ``from wdax import sweep``.
@@ -52,6 +55,9 @@ This package imports Flax; ``import wdax`` does not. Import it as
 from wdax.sweep import analysis
 from wdax.sweep import datasets
 from wdax.sweep import errors
+from wdax.sweep.errors import CheckpointDamaged
+from wdax.sweep.errors import CheckpointMismatch
+from wdax.sweep.errors import Interrupted
 from wdax.sweep.folds import check_data
 from wdax.sweep.folds import contiguous_folds
 from wdax.sweep.folds import contiguous_split
@@ -85,9 +91,12 @@ from wdax.sweep.tasks import regressor
 __all__ = [
     'KINDS',
     'MLP',
+    'CheckpointDamaged',
+    'CheckpointMismatch',
     'Choice',
     'Fit',
     'Halving',
+    'Interrupted',
     'Kind',
     'Result',
     'Selection',

@@ -43,6 +43,7 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
+from wdax.sweep import _checkpoint
 from wdax.sweep import _collector
 from wdax.sweep import _job
 from wdax.sweep import _memory
@@ -50,6 +51,7 @@ from wdax.sweep import _orders
 from wdax.sweep import _placement
 from wdax.sweep import _plan
 from wdax.sweep import _programs
+from wdax.sweep import _resume
 from wdax.sweep._job import Carry
 
 # The orders of visit are kept on the devices up to this size.
@@ -176,7 +178,10 @@ class State:
     )
 
 
-def train(training: Training, progress: Callable[[int, int], None] | None = None) -> Trained:
+def train(
+    training: Training, progress: Callable[[int, int], None] | None = None,
+    saving: _resume.Saving | None = None,
+) -> Trained:
   """Trains every configuration of ``training``: with ``rungs``, rung by
   rung, each rung's configurations in chunks of the first rung's size, so
   every rung runs the one compiled program; a configuration that goes on
@@ -184,16 +189,28 @@ def train(training: Training, progress: Callable[[int, int], None] | None = None
   optimiser and model state leave the devices and come back). The
   evaluations are those of ``evals`` and the end of every rung.
   ``progress(done, calls)`` follows each compiled call.
+
+  With ``saving``, each chunk's progress is saved after its segments, and
+  what it holds already is restored instead of trained (:func:`_restore`);
+  a finished training compiles nothing.
   """
   plan = make_plan(training)
-  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    session = Session.open(training, plan, pool)
-    state = State.start(plan, len(training.job.metrics), training.test is not None)
-    while not state.finished_all(plan):
-      step(session, state)
-      if progress is not None:
-        progress(state.done, plan.calls)
-  return session.trained(state)
+  saving = saving or _resume.Saving(None, 'grid')
+  saving.check('chunk_size', plan.chunk_size)
+  state = State.start(plan, len(training.job.metrics), training.test is not None)
+  if saving.store is not None:
+    _restore(saving, training, plan, state)
+    if progress is not None and state.done:
+      progress(state.done, plan.calls)
+  if not state.finished_all(plan):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+      session = Session.open(training, plan, pool, saving)
+      while not state.finished_all(plan):
+        step(session, state)
+        if progress is not None:
+          progress(state.done, plan.calls)
+  saving.finish()
+  return trained(training, plan, state)
 
 
 def make_plan(training: Training) -> _plan.Plan:
@@ -251,6 +268,7 @@ class Session:
   seeds: Carry  # the initial (params, state) per distinct seed; no opt_state
   tester: concurrent.futures.Future | None
   batches: np.ndarray  # minibatches per epoch of each split
+  saving: _resume.Saving
   placed: tuple[Any, _programs.Inputs] | None = None  # the last chunk's inputs
 
   @property
@@ -267,7 +285,10 @@ class Session:
     return self.placed[1]
 
   @classmethod
-  def open(cls, training: Training, plan: _plan.Plan, pool: concurrent.futures.Executor) -> Session:
+  def open(
+      cls, training: Training, plan: _plan.Plan, pool: concurrent.futures.Executor,
+      saving: _resume.Saving | None = None,
+  ) -> Session:
     """Places the data, makes the initial parameters and compiles the
     programs (in ``pool``: the two programs while the parameters are made,
     the test program while the first chunk trains)."""
@@ -305,43 +326,62 @@ class Session:
         init=init_future.result(), run=run_future.result(),
         seeds=Carry(seed_params, None, seed_state), tester=tester,
         batches=_job.minibatches(job, training.train_table),
+        saving=saving or _resume.Saving(None, 'grid'),
     )
 
   def trained(self, state: State) -> Trained:
     """The result of a finished training."""
-    training, plan = self.training, self.plan
-    params = model_state = None
-    if training.keep_params:
-      params, model_state = jax.tree.map(
-          lambda *a: _placement.concatenate(a)[: plan.configurations], *state.kept
-      )
-    return Trained(
-        metrics=state.metrics, test=state.tested, epochs=plan.points, params=params,
-        state=model_state, chunk_size=plan.chunk_size, chunks=plan.chunks,
-        devices=len(training.devices), bytes_per_configuration=training.per_configuration,
-        rung=state.last, rungs=np.asarray([r.end for r in plan.rungs]),
-        configuration_epochs=plan.configuration_epochs(state.last),
+    return trained(self.training, self.plan, state)
+
+
+def trained(training: Training, plan: _plan.Plan, state: State) -> Trained:
+  """The result of a finished training."""
+  params = model_state = None
+  if training.keep_params:
+    params, model_state = jax.tree.map(
+        lambda *a: _placement.concatenate(a)[: plan.configurations], *state.kept
     )
+  return Trained(
+      metrics=state.metrics, test=state.tested, epochs=plan.points, params=params,
+      state=model_state, chunk_size=plan.chunk_size, chunks=plan.chunks,
+      devices=len(training.devices), bytes_per_configuration=training.per_configuration,
+      rung=state.last, rungs=np.asarray([r.end for r in plan.rungs]),
+      configuration_epochs=plan.configuration_epochs(state.last),
+  )
 
 
 def _like(a: Any) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(a.shape, a.dtype)
 
 
-def _abstract(training: Training, plan: _plan.Plan, distinct: np.ndarray,
-              shared: _programs.Shared, orders: _Orders, compiled: _programs.Programs):
-  """The shapes of the ``init`` and ``run`` programs' arguments."""
+def _init_args(training: Training, plan: _plan.Plan, seeds: int) -> tuple[Any, ...]:
+  """The shapes of the ``init`` program's arguments, for ``seeds`` distinct seeds."""
   example = jax.eval_shape(
       _programs.initializer(training.job), jax.random.key(0), _programs.first_example(training.data)
   )
-  seeded = jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct((len(distinct), *a.shape), a.dtype), example
-  )
+  seeded = jax.tree.map(lambda a: jax.ShapeDtypeStruct((seeds, *a.shape), a.dtype), example)
   column = {n: jax.ShapeDtypeStruct((plan.chunk_size,), np.float32) for n in training.hp}
   ints = jax.ShapeDtypeStruct((plan.chunk_size,), np.int32)
-  init_args = (column, ints, *seeded)
+  return (column, ints, *seeded)
+
+
+def _carry_shape(training: Training, plan: _plan.Plan) -> Carry:
+  """The shapes of a chunk's :class:`Carry`, as the ``init`` program makes it."""
+  mesh = Mesh(np.asarray(training.devices), (_programs.AXIS,))
+  compiled = _programs.programs(training.job, mesh)
+  with _collector.collector_paused():
+    return jax.eval_shape(
+        compiled.init, *_init_args(training, plan, len(np.unique(training.seed)))
+    )
+
+
+def _abstract(training: Training, plan: _plan.Plan, distinct: np.ndarray,
+              shared: _programs.Shared, orders: _Orders, compiled: _programs.Programs):
+  """The shapes of the ``init`` and ``run`` programs' arguments."""
+  init_args = _init_args(training, plan, len(distinct))
   with _collector.collector_paused():
     carry = jax.eval_shape(compiled.init, *init_args)
+  column, ints = init_args[0], init_args[1]
   scalar = jax.ShapeDtypeStruct((), np.int32)
   run_args = (
       carry, _programs.Inputs(ints, ints, ints, column), jax.tree.map(_like, shared),
@@ -371,8 +411,42 @@ def step(session: Session, state: State) -> None:
         {n: v[real] for n, v in session.inputs.hp.items()}, chunk.real, session.training.test,
     )
   state.carry, state.segment, state.done = carry, j + 1, state.done + 1
-  if state.segment == plan.rungs[state.rung].segments.stop:
+  rung = plan.rungs[state.rung]
+  complete = state.segment == rung.segments.stop
+  begun = plan.rungs[state.rung - 1].end if state.rung else 0
+  session.saving.after_segment(
+      state.rung, state.chunk, segments=state.segment - rung.segments.start, complete=complete,
+      configuration_epochs=chunk.real * (int(plan.points[j]) - begun),
+      arrays=_saved(
+          state, real, slice(rung.segments.start, state.segment),
+          carry if not complete or _keeps(session.training, plan, state) else None,
+      ),
+  )
+  if complete:
     _end_chunk(session, state, carry)
+
+
+def _keeps(training: Training, plan: _plan.Plan, state: State) -> bool:
+  """Whether a chunk's state outlives the chunk: for a rung after it, or
+  as the parameters the training keeps."""
+  return state.rung + 1 < len(plan.rungs) or training.keep_params
+
+
+def _saved(
+    state: State, real: np.ndarray, segments: slice, carry: Carry | None
+) -> Callable[[], dict[str, Any]]:
+  """What a chunk's save holds, made when a save is due: its metrics over
+  the rung's ``segments`` so far, and its state unless ``carry`` is None."""
+
+  def arrays() -> dict[str, Any]:
+    out = {'metrics': state.metrics[real, segments]}
+    if state.tested is not None:
+      out['tested'] = state.tested[real, segments]
+    if carry is not None:
+      out.update(_checkpoint.flatten(_placement.host(carry), 'carry'))
+    return out
+
+  return arrays
 
 
 def _carry(session: Session, state: State, rows: np.ndarray, inputs: _programs.Inputs) -> Carry:
@@ -396,19 +470,33 @@ def _end_chunk(session: Session, state: State, carry: Carry) -> None:
   go on."""
   plan, training = session.plan, session.training
   more = state.rung + 1 < len(plan.rungs)
-  if more:
-    state.finished.append(_placement.host(carry))
-  elif training.keep_params:
-    state.kept.append(_placement.host((carry.params, carry.state)))
+  finished = _placement.host(carry) if more else None
+  kept = _placement.host((carry.params, carry.state)) if training.keep_params and not more else None
+  _next_chunk(training, plan, state, session.saving, finished, kept)
+
+
+def _next_chunk(
+    training: Training, plan: _plan.Plan, state: State, saving: _resume.Saving,
+    finished: Carry | None, kept: tuple[Any, Any] | None,
+) -> None:
+  """Moves ``state`` past its chunk, whose host states are ``finished``
+  (for the next rung) or ``kept`` (the final parameters): to the next chunk,
+  or, after the rung's last, to the next rung with those that go on, as
+  ``saving`` holds them or as the rung decides."""
+  more = state.rung + 1 < len(plan.rungs)
+  if finished is not None:
+    state.finished.append(finished)
+  if kept is not None:
+    state.kept.append(kept)
   state.carry, state.chunk = None, state.chunk + 1
   if state.chunk < plan.chunks_of(len(state.alive)):
     state.segment = plan.rungs[state.rung].segments.start
     return
   if more:
     assert training.rungs is not None and training.rungs.advance is not None
-    ended = plan.rungs[state.rung].segments.stop - 1
-    going = np.asarray(
-        training.rungs.advance(state.rung, state.alive, state.metrics[state.alive, ended])
+    ended, advance = plan.rungs[state.rung].segments.stop - 1, training.rungs.advance
+    going = saving.decision(
+        state.rung + 1, lambda: advance(state.rung, state.alive, state.metrics[state.alive, ended])
     )
     # Host copies of the state of ``alive`` (in order; then the padding).
     state.previous = Carried(
@@ -418,6 +506,33 @@ def _end_chunk(session: Session, state: State, carry: Carry) -> None:
     state.last[going] = state.rung + 1
     state.segment = plan.rungs[state.rung + 1].segments.start
   state.rung, state.chunk = state.rung + 1, 0
+
+
+def _restore(saving: _resume.Saving, training: Training, plan: _plan.Plan, state: State) -> None:
+  """Moves a fresh ``state`` to where the saved parts leave it: their
+  metrics, the states of finished chunks and of the chunk in progress, the
+  rungs as decided."""
+  like = None
+  while not state.finished_all(plan):
+    part = saving.part(state.rung, state.chunk)
+    if part is None:
+      return
+    rung, chunk = plan.rungs[state.rung], plan.chunk(state.alive, state.chunk)
+    real, span = chunk.rows[: chunk.real], slice(rung.segments.start, rung.segments.start + part.segments)
+    state.metrics[real, span] = part.arrays['metrics']
+    if state.tested is not None:
+      state.tested[real, span] = part.arrays['tested']
+    state.done += part.segments
+    carry = None
+    if 'carry/0' in part.arrays:
+      like = like or _carry_shape(training, plan)
+      carry = _checkpoint.unflatten(like, part.arrays, 'carry')
+    if not part.complete:
+      state.carry, state.segment = carry, span.stop
+      return
+    more = state.rung + 1 < len(plan.rungs)
+    kept = None if more or carry is None else (carry.params, carry.state)
+    _next_chunk(training, plan, state, saving, carry if more else None, kept)
 
 
 def _test(fn: Any, variables: Any, hp: dict[str, np.ndarray], real: int, test: Any) -> np.ndarray:

@@ -7,7 +7,12 @@ the message:
 - :class:`NoChoice` (a :class:`ValueError`): no point can be chosen, because
   every one that could be had a diverged training (or was pruned);
 - :class:`OutOfMemory` (a :class:`MemoryError`): a sweep ran out of memory,
-  on the device (XLA) or on the host (NumPy).
+  on the device (XLA) or on the host (NumPy);
+- :class:`CheckpointMismatch` (a :class:`ValueError`): a ``checkpoint=``
+  folder holds a different run; :class:`Interrupted` (a
+  :class:`KeyboardInterrupt`): SIGINT or SIGTERM stopped a checkpointed
+  sweep, saved; :class:`CheckpointDamaged`, a warning: a saved part is
+  trained again.
 
 Examples:
   >>> from wdax.sweep import errors
@@ -21,6 +26,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 
 import jax
@@ -87,3 +93,31 @@ def out_of_memory() -> Iterator[None]:
 
 
 __all__ = ['NoChoice', 'OutOfMemory', 'out_of_memory']
+
+
+class CheckpointMismatch(ValueError):
+  """The ``checkpoint=`` folder of :func:`wdax.sweep.grid`,
+  :func:`~wdax.sweep.fit` or :func:`~wdax.sweep.select` holds a different
+  run; ``setting`` is the first setting that differs, ``saved`` and
+  ``given`` its values, shown."""
+
+  def __init__(self, folder: str, setting: str, saved: str, given: str):
+    self.folder, self.setting, self.saved, self.given = folder, setting, saved, given
+    super().__init__(
+        f'checkpoint {folder} holds a different run: its {setting} was {saved}, '
+        f'now {given}. Pass restart=True to discard it, or use another folder.'
+    )
+
+
+class CheckpointDamaged(UserWarning):
+  """A saved part is missing or fails its checksum: it, and what was
+  trained after it, is trained again."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """SIGINT or SIGTERM stopped a checkpointed sweep at a safe point, after
+  saving; the same call resumes it."""
+
+  def __init__(self, signum: int, folder: str):
+    self.signal, self.folder = signum, folder
+    super().__init__(f'{signal.Signals(signum).name}: progress saved in {folder}')

@@ -6,6 +6,8 @@ anything compiles.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -13,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from wdax.sweep import _checkpoint
 from wdax.sweep import _job
 from wdax.sweep import _plan
+from wdax.sweep import _resume
 from wdax.sweep import _runner
 from wdax.sweep import _validation
 from wdax.sweep import errors
@@ -36,8 +40,18 @@ def _metric_curves(job: _job.Job, values: np.ndarray, prefix: str) -> dict[str, 
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
+Folder = str | os.PathLike | None
+
+
+def _checkpointed(store: _checkpoint.Store | None) -> contextlib.AbstractContextManager:
+  """Signals stop a checkpointed sweep at its next safe point."""
+  return _checkpoint.stopping() if store is not None else contextlib.nullcontext()
+
+
 @errors.out_of_memory()
-def _cross_validate(prep: _validation.Prepared, progress: Progress) -> Result:
+def _cross_validate(
+    prep: _validation.Prepared, progress: Progress, store: _checkpoint.Store | None = None
+) -> Result:
   s, job = prep.settings, prep.job
   assert prep.fold_ids is not None  # made for grid and select, not for fit
   count = len(prep.val_table)
@@ -53,7 +67,7 @@ def _cross_validate(prep: _validation.Prepared, progress: Progress) -> Result:
       per_configuration=prep.per_configuration, chunk_size=s.chunk_size, memory=s.memory,
       rungs=None if s.prune is None else _rungs(s.prune, prep.space, count * len(s.seeds), s.epochs),
   )
-  trained = _runner.train(training, progress)
+  trained = _runner.train(training, progress, _resume.Saving(store, 'grid'))
   shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
   curves = {}
   for side, prefix in ((0, 'train'), (1, 'val')):
@@ -112,6 +126,9 @@ def grid(
     chunk_size: int | None = None,
     memory: int | None = None,
     prune: Halving | None = None,
+    checkpoint: Folder = None,
+    restart: bool = False,
+    checkpoint_every: float = _resume.DEFAULT_EVERY,
 ) -> Result:
   r"""Cross-validates every point of ``space`` in one compiled, vmapped program.
 
@@ -173,6 +190,16 @@ def grid(
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
     folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: the settings, each described at :class:`Settings`.
+    checkpoint: a folder to save the progress in as it trains, and to
+      resume from when it holds some (:doc:`/guides/preemption`): the same
+      call resumes and returns the numbers of an uninterrupted run; a
+      different one raises :class:`~wdax.sweep.errors.CheckpointMismatch`
+      naming the first setting that differs. SIGINT and SIGTERM stop it at
+      the next safe point, saved, with
+      :class:`~wdax.sweep.errors.Interrupted`.
+    restart: discard what ``checkpoint`` holds and start over.
+    checkpoint_every: seconds between saves inside a chunk (0: after every
+      segment between evaluations); a chunk's end is always saved.
 
   Returns:
     A :class:`Result`; ``result.best('val_loss')`` is the chosen point, of
@@ -206,13 +233,16 @@ def grid(
       evals=evals, devices=devices, chunk_size=chunk_size, memory=memory, prune=prune,
   )
   prep = _validation.prepare('grid', task, data, space, optimizer, settings)
-  return _cross_validate(prep, progress)
+  store = _resume.open_store('grid', prep, checkpoint, restart=restart, every=checkpoint_every)
+  with _checkpointed(store):
+    return _cross_validate(prep, progress, store)
 
 
 @errors.out_of_memory()
 def _refit(
     job: _job.Job, prep: _validation.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
+    store: _checkpoint.Store | None = None,
 ) -> Fit:
   s = prep.settings
   # Every example trains. ``rows`` copies of the table give it the shape of
@@ -227,7 +257,7 @@ def _refit(
       per_configuration=prep.per_configuration, keep_params=True, test=test,
       exact_chunk=exact_chunk,
   )
-  trained = _runner.train(training, progress)
+  trained = _runner.train(training, progress, _resume.Saving(store, 'refit'))
   curves = _metric_curves(job, trained.metrics[:, :, 0], 'train')
   if trained.test is not None:
     curves.update(_metric_curves(job, trained.test, 'test'))
@@ -252,6 +282,9 @@ def fit(
     devices: int | Sequence[Any] | None = None,
     chunk_size: int | None = None,
     memory: int | None = None,
+    checkpoint: Folder = None,
+    restart: bool = False,
+    checkpoint_every: float = _resume.DEFAULT_EVERY,
 ) -> Fit:
   r"""Trains ``task`` at one point on all of ``data``, once per seed.
 
@@ -275,6 +308,7 @@ def fit(
     progress: as for :func:`grid`.
     seeds, epochs, batch_size, evals, devices, chunk_size, memory: the
       settings, as for :func:`grid`.
+    checkpoint, restart, checkpoint_every: as for :func:`grid`.
 
   Returns:
     A :class:`Fit`: ``.params`` and, in ``.test``, the test metrics.
@@ -306,7 +340,11 @@ def fit(
   )
   space = {name: [value] for name, value in point.items()}
   prep = _validation.prepare('fit', task, data, space, optimizer, settings, test=test)
-  return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
+  store = _resume.open_store(
+      'fit', prep, checkpoint, restart=restart, every=checkpoint_every, test=prep.test
+  )
+  with _checkpointed(store):
+    return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress, store=store)
 
 
 # A refit reuses the grid's compiled program, padding its chunk with copies,
@@ -337,6 +375,9 @@ def select(
     chunk_size: int | None = None,
     memory: int | None = None,
     prune: Halving | None = None,
+    checkpoint: Folder = None,
+    restart: bool = False,
+    checkpoint_every: float = _resume.DEFAULT_EVERY,
 ) -> Selection:
   r"""Cross-validates ``space``, chooses a point and refits it: :func:`grid`,
   :meth:`Result.choose`, then :func:`fit`.
@@ -365,6 +406,8 @@ def select(
     progress: ``progress`` of the grid.
     refit_progress: ``progress`` of the refit.
     folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: as for :func:`grid`.
+    checkpoint, restart, checkpoint_every: as for :func:`grid`; the folder
+      holds the grid and the refit.
 
   Returns:
     A :class:`Selection`.
@@ -390,16 +433,28 @@ def select(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
   )
-  result = _cross_validate(prep, progress)
-  choice = result.choose(metric, mode, one_se)
+  store = _resume.open_store(
+      'select', prep, checkpoint, restart=restart, every=checkpoint_every, test=prep.test,
+      choice=(metric, mode, one_se),
+  )
+  with _checkpointed(store):
+    return _select(prep, (metric, mode, one_se), progress, refit_progress, store)
+
+
+def _select(
+    prep: _validation.Prepared, how: tuple[str, str | None, bool | str], progress: Progress,
+    refit_progress: Progress, store: _checkpoint.Store | None,
+) -> Selection:
+  result = _cross_validate(prep, progress, store)
+  choice = result.choose(*how)
   job, test = prep.job, prep.test
   reuse = result.chunk_size <= _REUSE_PER_DEVICE * len(prep.devices)
   if reuse:
     refit = _refit(
         job, prep, choice.point, test, refit_progress, rows=result.folds,
-        exact_chunk=result.chunk_size,
+        exact_chunk=result.chunk_size, store=store,
     )
   else:
     refit_job = _validation.guarded(job, np.ones((1, prep.n), bool))
-    refit = _refit(refit_job, prep, choice.point, test, refit_progress)
+    refit = _refit(refit_job, prep, choice.point, test, refit_progress, store=store)
   return Selection(result=result, choice=choice, refit=refit)
