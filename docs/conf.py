@@ -67,6 +67,7 @@ GUIDES = (
     'training_flax',
     'choosing_decay',
     'cli_questions',
+    'preemption',
     'performance',
 )
 REFERENCE = ('api/index', 'results_schema')
