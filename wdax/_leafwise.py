@@ -33,7 +33,10 @@ Rule = Callable[[jax.Array, jax.Array, Any], jax.Array]
 class DecayState(NamedTuple):
   """Step count of a decay whose rate or learning rate is a schedule."""
 
-  count: jax.Array  # shape=(), dtype=jnp.int32
+  # optax's own states type their step count so (ScaleByAdamState.count):
+  # what optax.safe_increment returns. The field name is the public state
+  # layout, shared with optax, though it shadows tuple.count.
+  count: jax.typing.ArrayLike  # type: ignore[assignment]  # shape=(), int32
 
 
 class Leaves(NamedTuple):
@@ -302,7 +305,7 @@ def transform(
     mask: _masks.MaskLike,
     rule: Rule,
     *,
-    state_class: Callable[[jax.Array], NamedTuple] = DecayState,
+    state_class: Callable[[jax.typing.ArrayLike], NamedTuple] = DecayState,
     rate_name: str = 'rate',
     bound: _rates.RateLike | None = None,
     coupling: str = 'lr',

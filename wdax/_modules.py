@@ -30,7 +30,7 @@ def _linen_paths(
   found: list[str] = []
 
   def record(next_fun, args, kwargs, context):
-    owner = context.module
+    owner: nn.Module = context.module
     if isinstance(owner, types) and owner.scope is not None:
       path = '/'.join(owner.scope.path)
       if path not in found:

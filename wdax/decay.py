@@ -325,7 +325,10 @@ def cautious(
 class TowardState(NamedTuple):
   """State of :func:`toward`: step count and the reference weights."""
 
-  count: jax.Array  # shape=(), dtype=jnp.int32
+  # optax's own states type their step count so (ScaleByAdamState.count):
+  # what optax.safe_increment returns. The field name is the public state
+  # layout, shared with optax, though it shadows tuple.count.
+  count: jax.typing.ArrayLike  # type: ignore[assignment]  # shape=(), int32
   # The params' tree: a copy of the reference weight at each decayed leaf,
   # optax.MaskedNode() at every other leaf.
   reference: optax.Params

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from wdax import _leafwise
@@ -101,6 +102,10 @@ def scale_by_learning_rate(
     {'body': [-0.009999999776482582, -0.009999999776482582], 'embed': [-0.0, -0.0], 'head': [-0.10000000149011612, -0.10000000149011612]}
   """
   fn = 'scale_by_learning_rate(...)'
+  if isinstance(learning_rate, np.ndarray):
+    # The jax.Array optax's type asks for; the same dtype once canonicalised,
+    # so the same floats as optax's own arithmetic on the numpy array.
+    learning_rate = jnp.asarray(learning_rate)
   if not isinstance(learning_rate, _rates.Rates):
     return optax.scale_by_learning_rate(learning_rate, flip_sign=flip_sign)
   if not flip_sign:

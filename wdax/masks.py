@@ -85,7 +85,7 @@ class _Tree:
   def __init__(self, tree: Any):
     with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
     self.tree = tree
-    self.treedef = treedef
+    self.treedef: jax.tree_util.PyTreeDef = treedef
     self.values = tuple(
         _static_bool(v, _paths.path_str(kp), 'mask tree entry') for kp, v in with_path
     )
@@ -127,7 +127,10 @@ class _Tree:
       leaves, subdef = jax.tree_util.tree_flatten(subtree)
       mine = chosen[i : i + len(leaves)]
       i += len(leaves)
-      out.append(value if all(c == value for c in mine) else subdef.unflatten(mine))
+      out.append(
+          value if all(c == value for c in mine)
+          else jax.tree_util.tree_unflatten(subdef, mine)
+      )
     return self.treedef.unflatten(out) if i == len(chosen) else None
 
 

@@ -109,7 +109,7 @@ def _optax_decay(
     fn: str,
     weight_decay: _rates.RateLike,
     mask: _masks.MaskLike,
-    learning_rate: optax.ScalarOrSchedule,
+    learning_rate: _rates.LrLike,
 ) -> optax.GradientTransformation:
   """``optax.add_decayed_weights(weight_decay, mask)`` with wdax rates and masks.
 
@@ -244,6 +244,7 @@ def adamw(
       mu_dtype=_checks.inexact_dtype(mu_dtype, f'{fn}: mu_dtype'),
       nesterov=_checks.flag(nesterov, f'{fn}: nesterov'),
   )
+  tx: optax.GradientTransformation
   if coupling == 'lr':
     # optax.adamw's order and arithmetic, so that the floats are the same.
     tx = optax.chain(
@@ -335,7 +336,7 @@ def sgdw(
   else:
     _checks.number(momentum, f'{fn}: momentum')
   # optax.sgd's chain, with a learning rate per group.
-  tx = optax.chain(
+  tx: optax.GradientTransformation = optax.chain(
       optax.identity() if momentum is None
       else optax.trace(decay=momentum, nesterov=nesterov),
       _learning_rates.scale_by_learning_rate(learning_rate),
@@ -480,7 +481,7 @@ def adams(
   b1 = _checks.number(b1, f'{fn}: b1', below=1)
   b2 = _checks.number(b2, f'{fn}: b2', below=1)
   eps = _checks.number(eps, f'{fn}: eps')
-  tx = optax.chain(
+  tx: optax.GradientTransformation = optax.chain(
       _scale_by_adam_stable(b1, b2, eps, weight_decay, _masks.as_mask(mask)),
       _learning_rates.scale_by_learning_rate(learning_rate),
   )

@@ -138,7 +138,10 @@ def peak(lr_schedule: optax.ScalarOrSchedule) -> float:
 
 
 def multiplied(
-    fn: str, lr_schedule: optax.ScalarOrSchedule, rate: _rates.RateLike, peak_lr: Any
+    fn: str,
+    lr_schedule: optax.ScalarOrSchedule | np.ndarray,
+    rate: _rates.RateLike,
+    peak_lr: Any,
 ) -> _rates.RateLike:
   """``rate`` times the multiplier ``lr_t / peak``, keeping the rate's form.
 
