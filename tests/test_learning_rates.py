@@ -1,5 +1,7 @@
 """Per-group learning rates: wdax.rates as an lr, frozen groups, per-layer values."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -182,6 +184,25 @@ def test_a_per_layer_array_of_the_wrong_length_names_the_path():
     wdax.adamw(wdax.rates({'blocks': np.ones(2)})).init(stacked)
   with pytest.raises(ValueError, match="weight_decay: 2 per-layer values for parameter path 'blocks/bias'"):
     wdax.adamw(1e-3, weight_decay=wdax.rates({'blocks': np.ones(2)})).init(stacked)
+
+
+@pytest.mark.parametrize('build, what', [
+    (lambda r: wdax.sgdw(r), 'learning_rate'),
+    (lambda r: wdax.adamw(1e-3, weight_decay=r, coupling='none', eps=1e-4), 'weight_decay'),
+    (lambda r: wdax.decoupled(r, lr=0.5), 'lr \\* rate'),
+])
+def test_a_per_layer_value_that_overflows_the_dtype_is_a_value_error_naming_the_layer(
+    build, what
+):
+  # float16's largest finite value is 65504: entry 1 of 3 overflows it.
+  stacked = {'blocks': {'kernel': jnp.ones((3, 2), jnp.float16)}}
+  per_layer = wdax.rates({'blocks': np.array([0.1, 1e6, 0.2])})
+  with pytest.raises(ValueError) as err:
+    build(per_layer).init(stacked)
+  assert re.search(
+      f"{what} .*entry 1 of 3.*parameter path 'blocks/kernel' overflows its dtype float16",
+      str(err.value),
+  ), str(err.value)
 
 
 def test_a_typo_or_shadowed_pattern_in_learning_rates_is_named():

@@ -288,10 +288,19 @@ def fits(fn: str, what: str, value: Any, dtype: Any, path: str) -> None:
     cast = np.asarray(np.asarray(value, np.float64), dtype)
   if not np.all(np.isfinite(cast)):
     raise ValueError(
-        f'{fn}: {what} {float(np.asarray(value))!r} for parameter path {path!r} '
-        f'overflows its dtype {dtype} (largest finite '
+        f'{fn}: {what} {_first_overflow(value, cast)} for parameter path '
+        f'{path!r} overflows its dtype {dtype} (largest finite '
         f'{float(jnp.finfo(dtype).max):.4g}).'
     )
+
+
+def _first_overflow(value: Any, cast: np.ndarray) -> str:
+  """The value that overflows; for a per-layer array, its first bad entry."""
+  values = np.asarray(value, np.float64)
+  if values.ndim == 0:
+    return repr(float(values))
+  i = int(np.argmin(np.isfinite(cast).ravel()))
+  return f'{float(values.ravel()[i])!r} (per-layer entry {i} of {values.size})'
 
 
 def vanishing_eps(
