@@ -95,7 +95,6 @@ def jax_first(tree):
   return jax.tree.map(lambda a: a[0], tree)
 
 
-@pytest.mark.slow  # a transformer sweep on the corpus (9 CPU-s); the text refusals stay fast
 def test_text_is_a_language_model_on_the_corpus_in_order(tmp_path, capsys, spied):
   report, out = _sweep(
       tmp_path, capsys, '--data', 'text', '--rates', '1', '--epochs', '1', '--folds', '2',
