@@ -138,27 +138,22 @@ def problem(name: str, args) -> dict:
   and, if given, ``--epochs``): task, data, space and settings."""
   import jax
 
-  from wdax import masks
   from wdax.cli import loading
-  from wdax.cli import parsing
   from wdax.cli import problems
-  from wdax.cli import running
+  from wdax.cli.requests import SweepRequest
 
-  argv = ['sweep', '--data', name, '--folds', str(args.folds)]
-  if args.epochs:
-    argv += ['--epochs', str(args.epochs)]
-  if args.quick:
-    argv += ['--rates', '1e-3:1:4']
-  cli = parsing.parse(argv, kinds=running.kinds(), masks=running.MASKS)
+  request = SweepRequest.of(
+      name, folds=args.folds, epochs=args.epochs or None,
+      rates='1e-3:1:4' if args.quick else None,
+  )
   devices = jax.devices()[: args.devices]
-  split = problems.split(cli, loading.load(cli.data), devices[0])
+  setup = problems.resolve(request, loading.load(request.data), devices[0])
   return {
-      'task': problems.task(cli, split), 'train': split.train, 'test': split.test,
-      'rates': np.asarray(cli.grid), 'metric': problems.score(cli),
+      'task': setup.task, 'train': setup.split.train, 'test': setup.split.test,
+      'rates': np.asarray(request.grid), 'metric': setup.score,
       'settings': dict(
-          optimizer=sweep.kind(cli.kind[0], lr=cli.lr[0], mask=masks.flax_default()),
-          epochs=cli.epochs, batch_size=min(cli.batch_size, split.examples), devices=devices,
-          folds=cli.folds,
+          optimizer=setup.optimizer(request, request.kinds[0]), epochs=request.epochs,
+          batch_size=setup.batch_size, devices=devices, folds=request.folds,
       ),
   }
 

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import stat
-import types
 
 import jax
 import pytest
@@ -113,27 +112,27 @@ def test_a_bad_cache_is_one_line_and_status_2(tmp_path, capsys, args, message):
 
 
 def _args(cache=None, no_cache=False):
-  return types.SimpleNamespace(cache=cache, no_cache=no_cache)
+  return cache, no_cache
 
 
 def test_the_folder_first_given_wins(monkeypatch, tmp_path):
   monkeypatch.delenv('WDAX_CACHE', raising=False)
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
-  assert caching.folder(_args()) == str(tmp_path / 'xdg' / 'wdax')
+  assert caching.folder(*_args()) == str(tmp_path / 'xdg' / 'wdax')
   monkeypatch.delenv('XDG_CACHE_HOME')
   monkeypatch.setenv('HOME', str(tmp_path / 'home'))
-  assert caching.folder(_args()) == str(tmp_path / 'home' / '.cache' / 'wdax')
+  assert caching.folder(*_args()) == str(tmp_path / 'home' / '.cache' / 'wdax')
   monkeypatch.setenv('WDAX_CACHE', str(tmp_path / 'env'))
-  assert caching.folder(_args()) == str(tmp_path / 'env')
+  assert caching.folder(*_args()) == str(tmp_path / 'env')
   monkeypatch.setenv('WDAX_CACHE', '')
-  assert caching.folder(_args()) is None
-  assert caching.folder(_args(cache=str(tmp_path / 'flag'))) == str(tmp_path / 'flag')
-  assert caching.folder(_args(cache=str(tmp_path / 'flag'), no_cache=True)) is None
+  assert caching.folder(*_args()) is None
+  assert caching.folder(*_args(cache=str(tmp_path / 'flag'))) == str(tmp_path / 'flag')
+  assert caching.folder(*_args(cache=str(tmp_path / 'flag'), no_cache=True)) is None
   before = jax.config.jax_compilation_cache_dir
   try:
     jax.config.update('jax_compilation_cache_dir', str(tmp_path / 'jax'))
     monkeypatch.setenv('WDAX_CACHE', str(tmp_path / 'env'))
-    assert caching.folder(_args()) == str(tmp_path / 'jax')
-    assert caching.folder(_args(cache=str(tmp_path / 'flag'))) == str(tmp_path / 'flag')
+    assert caching.folder(*_args()) == str(tmp_path / 'jax')
+    assert caching.folder(*_args(cache=str(tmp_path / 'flag'))) == str(tmp_path / 'flag')
   finally:
     jax.config.update('jax_compilation_cache_dir', before)

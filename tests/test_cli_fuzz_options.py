@@ -20,8 +20,8 @@ from support.cli_fuzzing import check
 from support.cli_fuzzing import flag_value
 from support.examples import examples
 
-from wdax.cli.parsing import CRITERIA
-from wdax.cli.parsing import DATASETS
+from wdax.cli.requests import CRITERIA
+from wdax.sweep.datasets import NAMES as DATASETS
 
 pytestmark = pytest.mark.usefixtures('devices_started')
 

@@ -1,17 +1,19 @@
 """Tests of wdax.cli.parsing: the options of issue 11, their defaults by
 problem, and the one line each bad value gets."""
 
+import dataclasses
 import os
 
 import pytest
 
 from wdax import cli
 from wdax.cli import parsing
-from wdax.cli import running
+from wdax.cli.requests import DescribeRequest
+from wdax.cli.requests import SweepRequest
 
 
 def _parse(*argv):
-  return parsing.parse(['sweep', *argv], kinds=running.kinds(), masks=running.MASKS)
+  return parsing.parse(['sweep', *argv])
 
 
 def test_parse_rates():
@@ -23,9 +25,9 @@ def test_parse_rates():
 
 def test_rate_0_is_added_to_the_grid_as_the_baseline():
   args = _parse('--rates', '1e-2:1:3')
-  assert args.rates == [0.01, 0.1, 1.0]
-  assert args.grid == [0.0, 0.01, 0.1, 1.0]
-  assert _parse('--rates', '0,1').grid == [0.0, 1.0]
+  assert args.rates == (0.01, 0.1, 1.0)
+  assert args.grid == (0.0, 0.01, 0.1, 1.0)
+  assert _parse('--rates', '0,1').grid == (0.0, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -43,19 +45,19 @@ def test_defaults_follow_the_problem(data, problem, epochs, hidden, rates, test_
   assert (args.problem, args.epochs, args.hidden, len(args.rates), args.test_size) == (
       problem, epochs, hidden, rates, test_size
   )
-  assert args.lr == [3e-3] and args.kind == ['adamw'] and args.dropout is None
+  assert args.lr == (3e-3,) and args.kinds == ('adamw',) and args.dropout is None
   # Given options win over the problem's defaults.
   assert _parse('--data', data, '--epochs', '3').epochs == 3
 
 
 def test_lists_and_prune_are_read():
   args = _parse('--kind', 'l2, l1,l2', '--lr', '1e-3,3e-3', '--prune', '2:4')
-  assert args.kind == ['l2', 'l1']
-  assert args.lr == [1e-3, 3e-3]
+  assert args.kinds == ('l2', 'l1')
+  assert args.lr == (1e-3, 3e-3)
   assert args.prune == (2, 4)
   # One learning rate is no sweep: it goes with any --dropout list.
   args = _parse('--lr', '1e-2', '--dropout', '0.5,0')
-  assert args.dropout == [0.5, 0.0] and args.lr == [1e-2]
+  assert args.dropout == (0.5, 0.0) and args.lr == (1e-2,)
   assert _parse('--prune', '3').prune == (3, 2)
 
 
@@ -92,3 +94,47 @@ def test_bad_values_of_the_new_options_are_one_line(case, tmp_path, capsys, monk
   assert len(lines) == 1 and lines[0].startswith('wdax: error: '), captured.err
   assert expected in lines[0], lines[0]
   assert not out.exists()
+
+
+def test_a_request_is_frozen():
+  request = _parse('--rates', '1', '--batch-size', '64')
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    request.batch_size = 8  # type: ignore[misc]
+
+
+def test_a_request_from_python_is_the_request_of_its_command_line():
+  argv = ['sweep', '--data', 'wine', '--rates', '0.1,1', '--folds', '3', '--prune', '2:3']
+  assert parsing.parse(argv) == SweepRequest.of(
+      'wine', rates='0.1,1', folds=3, prune=(2, 3), argv=argv
+  )
+  request = SweepRequest.of('diabetes', rates=[1.0, 0.1], lr=[1e-3, 3e-3])
+  assert request.grid == (0.0, 0.1, 1.0) and request.epochs == 40
+  assert request.space == {'rate': [0.0, 0.1, 1.0], 'lr': [1e-3, 3e-3]}
+  assert request.trainings == 3 * 2 * 5
+
+
+@pytest.mark.parametrize(
+    ('data', 'criterion', 'metric'),
+    [
+        ('digits', 'loss', ('val_loss', 'min')),
+        ('digits', 'accuracy', ('val_accuracy', 'max')),
+        ('diabetes', 'r2', ('val_r2', 'max')),
+        ('text', 'perplexity', ('val_loss', 'min')),
+    ],
+)
+def test_the_criterion_sets_the_metric_and_its_direction(data, criterion, metric):
+  assert _parse('--data', data, '--criterion', criterion).metric == metric
+
+
+def test_prune_keeps_no_decay_and_prefers_the_largest_rate():
+  halving = _parse('--prune', '2:4').halving
+  assert (halving.min_epochs, halving.reduction_factor, halving.keep, halving.one_se) == (
+      2, 4, (('rate', 0.0),), 'rate'
+  )
+  assert _parse().halving is None
+
+
+def test_describe_is_a_request_of_its_own():
+  assert parsing.parse(['describe', '--model', 'mlp', '--hidden', '8,4']) == DescribeRequest(
+      model='mlp', mask='flax', rate=1e-4, hidden=(8, 4)
+  )

@@ -179,3 +179,67 @@ def test_help_lists_the_data_sets_and_the_kinds(capsys):
     assert kind in text
   for option in ('--kind', '--lr', '--dropout', '--prune', '--criterion'):
     assert option in text
+
+
+def test_the_setup_is_resolved_once_from_the_request_and_the_data():
+  import jax
+
+  from wdax.cli import loading
+  from wdax.cli import problems
+  from wdax.cli.requests import SweepRequest
+
+  request = SweepRequest.of('wine', rates='1', folds=2, hidden=(8, 4), batch_size=500,
+                            criterion='accuracy')
+  data = loading.load('wine')
+  setup = problems.resolve(request, data, jax.devices()[0])
+  # Half held out, by class: the training split is the whole batch.
+  train = len(sweep.stratified_split(data.labels, 0.5, seed=0)[0])
+  assert (setup.metric, setup.mode, setup.score, setup.model) == (
+      'val_accuracy', 'max', 'accuracy', 'MLP(8, 4)'
+  )
+  assert setup.split.examples == train == setup.batch_size < 500
+  assert setup.task.folds == 'stratified'
+
+
+def _blobs_setup(seeds):
+  import jax
+
+  from wdax.cli import loading
+  from wdax.cli import problems
+  from wdax.cli.requests import SweepRequest
+
+  rng = np.random.default_rng(0)
+  y = np.arange(40) % 3
+  data = loading.Data(rng.normal(size=(40, 5)) + y[:, None], y, 'blobs', None, (5,))
+  request = SweepRequest.of('blobs.npz', rates='1', folds=2, hidden=(8,), seeds=seeds,
+                            batch_size=10, epochs=1)
+  return request, data, jax.devices()[0], problems
+
+
+def test_the_memory_check_is_the_sweeps_estimate_of_its_smallest_chunk(monkeypatch):
+  from wdax.cli import _memory
+
+  request, data, device, problems = _blobs_setup(seeds=4)
+  monkeypatch.setattr(problems, '_device_memory', lambda device: None)
+  setup = problems.resolve(request, data, device)
+
+  def need(seeds):
+    return _memory.smallest_chunk(
+        setup.task, setup.split.train, request.space, setup.optimizer(request, 'adamw'),
+        seeds=seeds, batch_size=setup.batch_size, folds=2, fold_seed=0, device=device,
+    )
+
+  # The estimate that sizes the sweep's chunks, for one configuration ...
+  grid = sweep.grid(setup.task, setup.split.train, request.space,
+                    optimizer=setup.optimizer(request, 'adamw'), folds=2, epochs=1,
+                    batch_size=setup.batch_size, devices=1)
+  assert need(0) == grid.bytes_per_configuration
+  # ... and every seed's initial MLP(8) of 5 features and 3 classes:
+  # (5 + 1) * 8 + (8 + 1) * 3 = 75 float32 parameters, 300 bytes.
+  assert need(4) - need(0) == 4 * 300
+  # A device of exactly that memory trains; a byte less is refused.
+  monkeypatch.setattr(problems, '_device_memory', lambda device: need(4))
+  problems.resolve(request, data, device)
+  monkeypatch.setattr(problems, '_device_memory', lambda device: need(4) - 1)
+  with pytest.raises(cli.BadInput, match=r'--hidden 8 --seeds 4: training MLP\(8\) on 5 features needs at least'):
+    problems.resolve(request, data, device)

@@ -72,7 +72,7 @@ def _sweep_json(tmp_path, capsys, *args):
   return json.loads(text, parse_constant=lambda name: pytest.fail(f'{name} in results.json')), captured
 
 
-def test_issue_12_a_byte_order_mark_does_not_hide_the_label(tmp_path, capsys):
+def test_a_byte_order_mark_does_not_hide_the_label(tmp_path, capsys):
   x, y = blobs()
   path = tmp_path / 'bom.csv'
   csv_file(path, x, np.array(['cat', 'dog', 'eel'])[y])
@@ -81,7 +81,7 @@ def test_issue_12_a_byte_order_mark_does_not_hide_the_label(tmp_path, capsys):
   assert report['data']['classes'] == ['cat', 'dog', 'eel']
 
 
-def test_issue_12_features_past_1e154_train_as_if_scaled_down(tmp_path, capsys):
+def test_features_past_1e154_train_as_if_scaled_down(tmp_path, capsys):
   # Standardising is scale-free: x * 2**600 must train exactly as x does.
   x, y = blobs()
   small, _ = _sweep_json(tmp_path / 'small', capsys, '--data', npz_file(tmp_path / 's.npz', x, y))
@@ -89,7 +89,7 @@ def test_issue_12_features_past_1e154_train_as_if_scaled_down(tmp_path, capsys):
   assert huge['table'] == small['table']
 
 
-def test_issue_12_a_batch_past_the_training_split_is_the_split(tmp_path, capsys):
+def test_a_batch_past_the_training_split_is_the_split(tmp_path, capsys):
   x, y = blobs()
   path = npz_file(tmp_path / 'd.npz', x, y)
   whole, _ = _sweep_json(tmp_path / 'a', capsys, '--data', path, '--batch-size', '2147483647')
@@ -100,7 +100,7 @@ def test_issue_12_a_batch_past_the_training_split_is_the_split(tmp_path, capsys)
 
 
 @pytest.mark.parametrize('rule', [[], ['--one-se']])
-def test_issue_12_a_diverged_rate_writes_null_not_nan(rule, tmp_path, capsys):
+def test_a_diverged_rate_writes_null_not_nan(rule, tmp_path, capsys):
   # adamw's decay per step lr * rate = 3e35 blows the weights up at rate
   # 1e38; rates 0 and 1e-3 train, and one of them is chosen, by either rule.
   out = tmp_path / 'out'
@@ -122,7 +122,7 @@ def test_issue_12_a_diverged_rate_writes_null_not_nan(rule, tmp_path, capsys):
   ]
 
 
-def test_issue_12_a_path_that_is_not_utf_8_is_shown_escaped(tmp_path, capsys):
+def test_a_path_that_is_not_utf_8_is_shown_escaped(tmp_path, capsys):
   # The byte 0xff in a file name reaches Python as the surrogate \udcff;
   # capsys's stdout is strict UTF-8, as a terminal's is.
   x, y = blobs()

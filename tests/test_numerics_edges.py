@@ -122,7 +122,8 @@ def test_float16_adam_warns_of_an_eps_that_float16_cannot_hold():
   for tx in (wdax.adamw(0.1), wdax.adams(0.1)):
     with pytest.warns(UserWarning, match=r"eps=1e-08 .* is 0 in float16.*'v'") as seen:
       state = tx.init(params)
-    assert len(seen) == 1
+    # adamw's default decay, 1e-5 per step, is also lost in these dtypes.
+    assert [w.category for w in seen].count(UserWarning) == 1
     got, _ = tx.update(zero, state, params)
     assert np.isnan(np.asarray(got['w'], np.float32)).all()
     assert np.isfinite(np.asarray(got['b'], np.float32)).all()
@@ -137,6 +138,7 @@ def test_float16_adam_warns_of_an_eps_that_float16_cannot_hold():
                     (wdax.adams(0.1, eps=1e-4), 0.0)):
     with warnings.catch_warnings():
       warnings.simplefilter('error')
+      warnings.filterwarnings('ignore', category=wdax.LostDecayWarning)
       state = tx.init(params)
     updates, _ = tx.update(zero, state, params)
     for u in jax.tree.leaves(updates):

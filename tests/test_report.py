@@ -4,6 +4,7 @@ import io
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from flax import linen as nn
@@ -79,3 +80,25 @@ def test_renders_with_rich():
   console.print(wdax.describe(_linen_params(), rate=0.1, mask=masks.flax_default()))
   out = console.file.getvalue()
   assert 'Dense_0/kernel' in out and 'decayed: 40 of 66' in out
+
+
+def test_per_group_lr_shows_each_groups_decay_per_step_and_marks_frozen():
+  params = {'embed': jnp.ones(3), 'body': jnp.ones(2), 'head': jnp.ones(2), 'stack': jnp.ones((2, 2))}
+  sched = optax.linear_schedule(2e-2, 0.0, 10)  # peak 2e-2 at step 0
+  lr = wdax.rates({'embed': 0.0, 'head': sched, 'stack': np.array([1e-3, 0.0])}, default=1e-3)
+  report = wdax.describe(params, rate=0.5, lr=lr, coupling='corrected')
+  rows = {r.path: r for r in report.rows}
+  assert rows['embed'].frozen and not rows['embed'].decayed and rows['embed'].lr == '0 (frozen)'
+  assert rows['body'].per_step == f'{0.5 * 1e-3:.3g}'  # lambda lr^2 / peak, peak = lr
+  assert rows['head'].per_step == f'{0.5 * 2e-2:.3g}'
+  assert rows['stack'].per_step == f'per layer {0.5 * 1e-3:.3g} .. 0'
+  assert 'frozen: 3' in str(report) and 'decay/step' in str(report)
+
+
+def test_step_decays_at_start_and_at_peak():
+  params = {'a': jnp.ones(2)}
+  warm = optax.linear_schedule(0.0, 1e-2, 10)  # 0 at step 0, peak 1e-2
+  (c,) = wdax.report.step_decays(params, rate=0.1, lr=warm)
+  assert c.start == 0.0 and c.peak == pytest.approx(1e-3)
+  (c,) = wdax.report.step_decays(params, rate=0.1, lr=warm, coupling='schedule')
+  assert c.start == 0.0 and c.peak == pytest.approx(0.1)

@@ -1,4 +1,4 @@
-"""Tests of wdax.sweep.engine: chunks, devices and processes change nothing."""
+"""Tests of wdax.sweep._programs and _runner: chunks, devices and processes change nothing."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Tests of wdax.sweep.folds: data checks, fold rules, splits, orders."""
+"""Tests of wdax.sweep.folds: data checks, fold rules, splits."""
 
 import numpy as np
 import pytest
@@ -118,27 +118,6 @@ def test_contiguous_split_holds_out_the_end():
   np.testing.assert_array_equal(test, [7, 8, 9])
   # At least one example on each side.
   assert [len(a) for a in sweep.contiguous_split(3, 0.01)] == [2, 1]
-
-
-def test_standardize_uses_the_training_statistics():
-  train = np.array([[1.0, 4.0], [3.0, 4.0]])
-  other = np.array([[5.0, 0.0]])
-  a, b = sweep.standardize(train, other)
-  np.testing.assert_allclose(a, [[-1.0, 0.0], [1.0, 0.0]])
-  np.testing.assert_allclose(b, [[3.0, -4.0]])
-  assert a.dtype == np.float32
-
-
-def test_orders_list_the_training_examples_first_in_a_seeded_order():
-  table = np.array([[1, 0, 1, 1, 0], [0, 1, 1, 1, 1]])
-  out = folds.orders([7], table, [3], 2, 6)
-  assert out.shape == (1, 2, 2, 6)
-  noise = np.random.default_rng([7, 3]).random(5)
-  for k, row in enumerate(table):
-    members = np.flatnonzero(row)
-    np.testing.assert_array_equal(out[0, k, 0, : len(members)], members[np.argsort(noise[members])])
-    assert set(out[0, k, 0, :5].tolist()) == set(range(5))
-  np.testing.assert_array_equal(out[..., 5], 0)
 
 
 def test_shuffled_split_holds_out_a_seeded_random_part():

@@ -1,5 +1,5 @@
 """Tests of pruned grids (wdax.sweep.grid and select with prune=, trained by
-wdax.sweep.chunks): the survivors against the unpruned grid's own numbers,
+wdax.sweep._runner): the survivors against the unpruned grid's own numbers,
 and the checks of prune against the space."""
 
 import dataclasses
@@ -32,7 +32,7 @@ def test_grid_checks_prune_before_training_and_fit_does_not_take_it():
   task = sweep.classifier(sweep.MLP(hidden=(4,), outputs=3))
   with pytest.raises(ValueError, match='min_epochs=3 exceeds epochs=2'):
     sweep.grid(task, _classes(), {'rate': [0.1]}, optimizer=sweep.kind('adamw'), epochs=2, prune=sweep.Halving(3))
-  with pytest.raises(TypeError, match="unknown setting\\(s\\) 'prune'"):
+  with pytest.raises(TypeError, match="unexpected keyword argument 'prune'"):
     sweep.fit(task, _classes(), {'rate': 0.1}, optimizer=sweep.kind('adamw'), prune=sweep.Halving(1))
 
 

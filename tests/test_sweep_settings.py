@@ -1,4 +1,5 @@
-"""Tests of wdax.sweep.settings: one place where the settings are checked."""
+"""Tests of wdax.sweep.settings: one place where the settings are declared
+and checked, taken by the entry points as keyword-only arguments."""
 
 import dataclasses
 import inspect
@@ -41,15 +42,27 @@ def test_bad_settings(given, match):
     sweep.Settings(**given)
 
 
-def test_make_names_unknown_settings():
-  with pytest.raises(TypeError, match=r"grid\(\) got unknown setting\(s\) 'epoch'"):
-    settings.make('grid', {'epoch': 3})
-  with pytest.raises(TypeError, match=r"fit\(\) got unknown setting\(s\) 'fold_seed'"):
-    settings.make('fit', {'fold_seed': 3}, exclude=settings.GRID_ONLY)
+def _keywords(fn):
+  return [p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
-def test_the_fields_are_written_once():
-  names = [f.name for f in dataclasses.fields(sweep.Settings)]
-  grid = inspect.signature(sweep.grid).parameters
-  assert [n for n in grid if n in names] == names
-  assert all(grid[n].default == f.default for n, f in zip(names, dataclasses.fields(sweep.Settings)))
+def test_the_entry_points_take_the_settings_as_settings_declares_them():
+  declared = _keywords(sweep.Settings)
+  assert [p.name for p in declared] == [f.name for f in dataclasses.fields(sweep.Settings)]
+  for fn, exclude in ((sweep.grid, ()), (sweep.select, ()), (sweep.fit, settings.GRID_ONLY)):
+    taken = {p.name: p for p in _keywords(fn)}
+    expected = [p for p in declared if p.name not in exclude]
+    # Each with the same default and annotation, in the same order, last.
+    assert list(taken)[-len(expected):] == [p.name for p in expected], fn.__name__
+    for p in expected:
+      assert (taken[p.name].default, taken[p.name].annotation) == (p.default, p.annotation), (fn.__name__, p.name)
+    assert not set(exclude) & set(taken), fn.__name__
+
+
+def test_an_unknown_setting_is_a_type_error_naming_it():
+  with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
+    sweep.grid(None, None, None, optimizer=None, epoch=3)
+  with pytest.raises(TypeError, match="unexpected keyword argument 'fold_seed'"):
+    sweep.fit(None, None, None, optimizer=None, fold_seed=3)
+  with pytest.raises(TypeError, match='takes 1 positional argument'):
+    sweep.Settings(5)  # keyword-only, as in the entry points

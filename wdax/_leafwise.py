@@ -17,12 +17,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from wdax import _checks
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import precision as _precision
 from wdax import rate as _rates
+from wdax import schedules as _schedules
 
 Rule = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
@@ -99,20 +102,76 @@ def check_params(fn: str, params: optax.Params) -> tuple[list[str], list[Any]]:
   return all_paths, _checks.leaves(fn, 'params', all_paths, p_leaves)
 
 
+class Selection(NamedTuple):
+  """What ``init`` resolves for each parameter leaf, in flattening order.
+
+  ``rates``: the decay rate, ``None`` where nothing decays (the mask, a static
+  zero rate, or a frozen learning rate rule it out). ``lrs``: the leaf's own
+  learning rate (``None`` without one). ``peaks``: the peak of that learning
+  rate for the ``'schedule'`` and ``'corrected'`` couplings of a per-group
+  learning rate, else ``None``. ``live``: for a per-layer learning rate with
+  zero entries, which layers are not frozen, else ``None``. ``ndims``: each
+  leaf's rank, to lay per-layer values along its leading axis.
+  """
+
+  rates: list[Any]
+  lrs: list[Any]
+  peaks: list[Any]
+  live: list[Any]
+  ndims: list[int]
+
+
+def _peak(fn: str, lr: Any, given: Any, path: str) -> Any:
+  """A leaf's peak learning rate: ``given``, a constant itself, or read."""
+  where = f'{fn}: learning rate for parameter path {path!r}'
+  if given is not None:
+    return _checks.positive(given, f'{where}: peak_lr', traced=True)
+  if isinstance(lr, np.ndarray):
+    return lr  # constant per layer: each layer its own peak, ratio 1
+  if _checks.is_traced(lr):
+    raise ValueError(
+        f'{where} is a traced value (as optax.inject_hyperparams passes it), '
+        'so its peak cannot be read; pass peak_lr.'
+    )
+  if callable(lr):
+    try:
+      return _schedules.peak(lr)
+    except ValueError as e:
+      raise ValueError(f'{where}: {e}') from e
+  return _checks.positive(lr, where)
+
+
+def _peaks(
+    fn: str, lrs: list[Any], peak_lr: Any, all_paths: list[str], hidden: list[str]
+) -> list[Any]:
+  given = (
+      _rates.resolve(peak_lr, all_paths, hidden, name=f'{fn}: peak_lr')
+      if peak_lr is not None
+      else [None] * len(lrs)
+  )
+  return [
+      None if lr is None or _rates.is_frozen(lr) else _peak(fn, lr, g, path)
+      for lr, g, path in zip(lrs, given, all_paths)
+  ]
+
+
 def select(
     fn: str,
     rate: _rates.RateLike,
     mask: _masks.Mask,
     params: optax.Params,
     *,
-    lr: optax.ScalarOrSchedule | None = None,
+    lr: Any = None,
     rate_name: str = 'rate',
     bound: _rates.RateLike | None = None,
-) -> list[Any]:
-  """Each leaf's rate, or ``None`` where the mask or a static zero rules it out.
+    coupling: str = 'lr',
+    peak_lr: Any = None,
+) -> Selection:
+  """Each leaf's rate and learning rate; see :class:`Selection`.
 
   Raises the mask's and the rates' errors (a pattern that names no parameter,
-  a tree that does not fit), and those of a leaf that is not an array or of a
+  a tree that does not fit, a per-layer array of the wrong length, a leaf no
+  learning rate covers), and those of a leaf that is not an array or of a
   static coefficient (``lr`` times the rate, or times ``bound``, static rates
   that a scheduled rate never exceeds) that overflows its leaf's dtype:
   called by ``init``, this is where they surface.
@@ -120,27 +179,52 @@ def select(
   all_paths, p_leaves = check_params(fn, params)
   hidden = _paths.hidden_paths(params)
   if not all_paths and not hidden:
-    return []
+    return Selection([], [], [], [], [])
   selected = mask.select(params)
   leaf_rates = _rates.resolve(
       rate, all_paths, hidden, name=f'{fn}: {rate_name} tree'
   )
+  lrs = _rates.resolve_lr(lr, all_paths, hidden, fn=fn)
+  shapes = [tuple(jnp.shape(p)) for p in p_leaves]
+  if isinstance(lr, _rates.Rates):
+    for path, shape, lr_leaf in zip(all_paths, shapes, lrs):
+      _rates.check_layers(lr_leaf, shape, path, f'{fn}: lr')
   active = [
-      r if on and not _checks.is_static_zero(r) else None
-      for on, r in zip(selected, leaf_rates)
+      r if on and not _checks.is_static_zero(r) and not _rates.is_frozen(eta)
+      else None
+      for on, r, eta in zip(selected, leaf_rates, lrs)
   ]
-  static_lr = lr is None or not (callable(lr) or _checks.is_traced(lr))
+  # Only a rates() spec holds per-layer values; a schedule is traced
+  # abstractly for its shape only there (follow() may wrap a per-layer array).
+  if isinstance(rate, _rates.Rates):
+    for path, shape, r in zip(all_paths, shapes, active):
+      if r is not None:
+        _rates.check_layers(r, shape, path, f'{fn}: {rate_name}')
+  _check_fits(fn, rate_name, active, lrs, bound, all_paths, hidden, p_leaves, coupling)
+  per_group = isinstance(lr, _rates.Rates) and coupling in ('schedule', 'corrected')
+  peaks = (
+      _peaks(fn, lrs, peak_lr, all_paths, hidden) if per_group else [None] * len(lrs)
+  )
+  live = [
+      None if (rows := _rates.frozen_rows(eta)) is None else ~rows for eta in lrs
+  ]
+  return Selection(active, lrs, peaks, live, [len(s) for s in shapes])
+
+
+def _check_fits(
+    fn, rate_name, active, lrs, bound, all_paths, hidden, p_leaves, coupling
+) -> None:
   if bound is not None:
     bounds = _rates.resolve(bound, all_paths, hidden)
-    active_bounds = [b if r is not None else None for b, r in zip(bounds, active)]
-  else:
-    active_bounds = active
-  for path, r, p in zip(all_paths, active_bounds, p_leaves):
+    active = [b if r is not None else None for b, r in zip(bounds, active)]
+  with_lr = coupling in ('lr', 'corrected')
+  for path, r, p, lr in zip(all_paths, active, p_leaves, lrs):
+    static_lr = lr is None or not (callable(lr) or _checks.is_traced(lr))
     if r is not None and static_lr:
-      c = r if lr is None or callable(r) or _checks.is_traced(r) else lr * r
-      what = rate_name if lr is None else f'lr * {rate_name}'
+      use_lr = with_lr and lr is not None
+      c = r if not use_lr or callable(r) or _checks.is_traced(r) else lr * r
+      what = f'lr * {rate_name}' if use_lr else rate_name
       _checks.fits(fn, what, c, p.dtype, path)
-  return active
 
 
 def at(value: Any, count: jax.Array | None, cache: dict[int, Any]) -> Any:
@@ -152,20 +236,53 @@ def at(value: Any, count: jax.Array | None, cache: dict[int, Any]) -> Any:
   return cache[id(value)]
 
 
+def _ratio(lr_t: Any, peak: Any) -> Any:
+  """``lr_t / peak``, 0 for a frozen layer (whose peak is 0)."""
+  if isinstance(peak, np.ndarray):
+    return np.asarray(lr_t) / np.where(peak == 0, 1.0, peak)
+  # The multiplier alone, in float32: for a constant lr it is exactly 1.
+  return jnp.asarray(lr_t, jnp.float32) / jnp.asarray(peak, jnp.float32)
+
+
 def coefficients(
-    active: list[Any], lr: optax.ScalarOrSchedule | None, count: jax.Array | None
+    sel: Selection, count: jax.Array | None, *, coupling: str = 'lr'
 ) -> list[Any]:
-  """Per-leaf decay coefficient ``c_t = lr_t * r_t`` (or ``r_t``), else ``None``."""
+  r"""Per-leaf decay coefficient ``c_t``, by ``coupling``, else ``None``.
+
+  ``'lr'``: :math:`\eta_t r_t`; ``'none'``: :math:`r_t`; ``'schedule'``:
+  :math:`r_t \eta_t/\eta_{\max}`; ``'corrected'``:
+  :math:`\eta_t r_t \eta_t/\eta_{\max}`, each leaf with its own learning
+  rate :math:`\eta` and its peak; just :math:`r_t` for a leaf without one.
+  Per-layer values are laid along the leaf's leading axis.
+  """
   cache: dict[int, Any] = {}
-  lr_t = at(lr, count, cache)
-  out = []
-  for r in active:
+  out: list[Any] = []
+  for r, lr, top, ndim in zip(sel.rates, sel.lrs, sel.peaks, sel.ndims):
     if r is None:
       out.append(None)
+      continue
+    r_t = at(r, count, cache)
+    lr_t = at(lr, count, cache)
+    if lr is None or coupling == 'none':
+      c = r_t
+    elif coupling == 'lr':
+      c = lr_t * r_t
+    elif coupling == 'schedule':
+      c = r_t * _ratio(lr_t, top)
     else:
-      r_t = at(r, count, cache)
-      out.append(r_t if lr is None else lr_t * r_t)
+      c = lr_t * (r_t * _ratio(lr_t, top))
+    out.append(_rates.along_layers(c, ndim))
   return out
+
+
+def apply(rule: Rule, u: Any, p: Any, c: Any, live: Any) -> Any:
+  """``rule(u, p, c)``, leaving ``u`` as it is on frozen layers."""
+  if c is None or u is None:
+    return u
+  new = rule(u, p, c)
+  if live is None:
+    return new
+  return jnp.where(_rates.along_layers(live, p.ndim), new, u)
 
 
 def add(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
@@ -181,36 +298,55 @@ def subtract(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
 def transform(
     fn: str,
     rate: _rates.RateLike,
-    lr: optax.ScalarOrSchedule | None,
+    lr: Any,
     mask: _masks.MaskLike,
     rule: Rule,
     *,
     state_class: Callable[[jax.Array], NamedTuple] = DecayState,
     rate_name: str = 'rate',
     bound: _rates.RateLike | None = None,
+    coupling: str = 'lr',
+    peak_lr: Any = None,
+    check_lost: bool = True,
+    scaled_by: Any = None,
 ) -> optax.GradientTransformation:
   """A decay applying ``rule`` to each leaf ``mask`` and ``rate`` select.
 
-  ``init`` resolves the mask and rates against the params, so their errors
-  surface there; its state is ``optax.EmptyState()``, or,
+  ``init`` resolves the mask, rates and learning rates against the params, so
+  their errors surface there; its state is ``optax.EmptyState()``, or,
   when ``rate`` or ``lr`` holds a schedule, ``state_class(count)``.
   ``rate_name`` names the rate in errors; ``bound``, static rates that a
   scheduled ``rate`` never exceeds, is checked against the leaves' dtypes in
-  its place.
+  its place. ``coupling`` says how the decay follows each leaf's ``lr`` (see
+  :func:`coefficients`); a leaf whose ``lr`` is the constant 0 is frozen and
+  never decayed, whatever the coupling. ``init`` warns of decay lost to
+  rounding (:func:`wdax.precision.check`) unless ``check_lost`` is false
+  (coupled L2, whose decay per step the optimiser after it sets);
+  ``scaled_by`` is the learning rate that scales this transform's output
+  later in the chain (optax.adamw's order), a factor of the decay per step.
   """
   rate = _rates.check(rate, f'{fn}: {rate_name}')
-  if lr is not None:
-    lr = _checks.rate(lr, f'{fn}: lr')
+  lr = check_lr(lr, f'{fn}: lr')
   mask = _masks.as_mask(mask)
-  needs_count = callable(lr) or _rates.has_schedule(rate)
+  needs_count = _rates.has_schedule(rate) or (
+      lr is not None and _rates.has_schedule(lr)
+  )
 
-  def active(params: optax.Params) -> list[Any]:
+  def active(params: optax.Params) -> Selection:
     return select(
-        fn, rate, mask, params, lr=lr, rate_name=rate_name, bound=bound
+        fn, rate, mask, params, lr=lr, rate_name=rate_name, bound=bound,
+        coupling=coupling, peak_lr=peak_lr,
     )
 
   def init_fn(params: optax.Params) -> Any:
-    active(params)
+    sel = active(params)
+    if check_lost:
+      lrs = sel.lrs
+      if scaled_by is not None:
+        all_paths, _ = check_params(fn, params)
+        hidden = _paths.hidden_paths(params)
+        lrs = _rates.resolve_lr(scaled_by, all_paths, hidden, fn=fn)
+      _precision.check(fn, params, sel.rates, lrs, coupling=coupling)
     if needs_count:
       return state_class(jnp.zeros([], jnp.int32))
     return optax.EmptyState()
@@ -223,14 +359,23 @@ def transform(
       return None, new_state
     leaves = line_up(fn, updates, params)
     count = state.count if needs_count else None
-    coeffs = leaves.spread(coefficients(active(params), lr, count))
+    sel = active(params)
+    coeffs = leaves.spread(coefficients(sel, count, coupling=coupling))
+    live = leaves.spread(sel.live)
     new = [
-        u if c is None or u is None else rule(u, p, c)
-        for u, p, c in zip(leaves.updates, leaves.params, coeffs)
+        apply(rule, u, p, c, f)
+        for u, p, c, f in zip(leaves.updates, leaves.params, coeffs, live)
     ]
     return jax.tree_util.tree_unflatten(leaves.treedef, new), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def check_lr(lr: Any, name: str) -> Any:
+  """Validates a learning rate: ``None``, a number, schedule or :func:`wdax.rates`."""
+  if lr is None or isinstance(lr, _rates.Rates):
+    return lr
+  return _checks.rate(lr, name)
 
 
 def _shapes(tree: Any) -> tuple[list[str], list[tuple[int, ...]]]:
@@ -243,7 +388,7 @@ def _shapes(tree: Any) -> tuple[list[str], list[tuple[int, ...]]]:
 def guarded(
     fn: str,
     tx: optax.GradientTransformation,
-    learning_rate: optax.ScalarOrSchedule,
+    learning_rate: _rates.LrLike,
     *,
     every_update: bool = False,
     eps: tuple[Any, Any] | None = None,
@@ -269,10 +414,13 @@ def guarded(
 
   def init_fn(params: optax.Params) -> Any:
     all_paths, p_leaves = check_params(fn, params)
+    lrs = _rates.resolve_lr(
+        learning_rate, all_paths, _paths.hidden_paths(params), fn=fn
+    )
     warned = eps is None
-    for path, p in zip(all_paths, p_leaves):
-      _checks.fits(fn, 'learning_rate', learning_rate, p.dtype, path)
-      if not warned:
+    for path, p, lr in zip(all_paths, p_leaves, lrs):
+      _checks.fits(fn, 'learning_rate', lr, p.dtype, path)
+      if not warned and eps is not None:
         why = _checks.vanishing_eps(fn, eps, p.dtype, path)
         if why is not None:
           warnings.warn(why, UserWarning, stacklevel=2)
@@ -290,7 +438,10 @@ def guarded(
                 'optimiser needs an update for every parameter (use '
                 'optax.masked or optax.set_to_zero to leave one unchanged).'
             )
-      expected = jax.eval_shape(tx.init, params)
+      with warnings.catch_warnings():
+        # init warned already; this is only its state's shapes.
+        warnings.simplefilter('ignore', _precision.LostDecayWarning)
+        expected = jax.eval_shape(tx.init, params)
       s_paths, s_shapes = _shapes(state)
       e_paths, e_shapes = _shapes(expected)
       _checks.same_paths(fn, 'state', s_paths, e_paths, 'a state for these params')

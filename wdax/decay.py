@@ -35,6 +35,7 @@ naming its path.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from typing import NamedTuple
 
@@ -46,6 +47,7 @@ from wdax import _checks
 from wdax import _leafwise
 from wdax import masks as _masks
 from wdax import paths as _paths
+from wdax import precision as _precision
 from wdax import rate as _rates
 from wdax._leafwise import DecayState
 
@@ -114,6 +116,11 @@ def l2(
   Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019,
   arXiv:1711.05101. Prefer :func:`decoupled` with adaptive optimisers.
 
+  Its decay per step is set by the optimiser after it (the learning rate, a
+  preconditioner), so unlike the decays that go last, ``init`` does not check
+  whether rounding erases it in bfloat16 or float16
+  (:class:`wdax.LostDecayWarning`).
+
   Args:
     rate: the coefficient :math:`r`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
@@ -134,13 +141,15 @@ def l2(
     >>> updates['w']
     Array([-0.2], dtype=float32)
   """
-  return _leafwise.transform('l2(...)', rate, None, mask, _leafwise.add)
+  return _leafwise.transform(
+      'l2(...)', rate, None, mask, _leafwise.add, check_lost=False
+  )
 
 
 def decoupled(
     rate: _rates.RateLike,
     *,
-    lr: optax.ScalarOrSchedule | None = None,
+    lr: _rates.LrLike | None = None,
     mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Decoupled weight decay, applied after the whole optimiser.
@@ -171,8 +180,9 @@ def decoupled(
   Args:
     rate: the coefficient :math:`r`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
-    lr: the learning rate :math:`\eta` (number or schedule) the decay is tied
-      to, or ``None`` for decay independent of the learning rate.
+    lr: the learning rate :math:`\eta` (number, schedule or :func:`wdax.rates`,
+      each leaf then following its own group's; 0 freezes a group: no decay)
+      the decay is tied to, or ``None`` for decay independent of the learning rate.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf.
 
@@ -196,7 +206,7 @@ def decoupled(
 def l1(
     rate: _rates.RateLike,
     *,
-    lr: optax.ScalarOrSchedule | None = None,
+    lr: _rates.LrLike | None = None,
     mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Proximal L1 decay: soft-thresholds the weights the optimiser proposes.
@@ -229,8 +239,9 @@ def l1(
   Args:
     rate: the coefficient :math:`r`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
-    lr: the learning rate :math:`\eta` (number or schedule) the threshold is
-      tied to, or ``None`` for a threshold independent of the learning rate.
+    lr: the learning rate :math:`\eta` (number, schedule or :func:`wdax.rates`,
+      each leaf then following its own group's; 0 freezes a group: no
+      threshold) the threshold is tied to, or ``None`` for a threshold independent of the learning rate.
     mask: which leaves to threshold (see :mod:`wdax.masks`); by default every
       floating leaf.
 
@@ -255,7 +266,7 @@ def l1(
 def cautious(
     rate: _rates.RateLike,
     *,
-    lr: optax.ScalarOrSchedule | None = None,
+    lr: _rates.LrLike | None = None,
     mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Cautious weight decay: decoupled decay only where the step heads to zero.
@@ -288,8 +299,9 @@ def cautious(
   Args:
     rate: the coefficient :math:`r`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
-    lr: the learning rate :math:`\eta` (number or schedule) the decay is tied
-      to, or ``None`` for decay independent of the learning rate.
+    lr: the learning rate :math:`\eta` (number, schedule or :func:`wdax.rates`,
+      each leaf then following its own group's; 0 freezes a group: no decay)
+      the decay is tied to, or ``None`` for decay independent of the learning rate.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf.
 
@@ -359,7 +371,7 @@ def toward(
     reference: optax.Params | str,
     rate: _rates.RateLike,
     *,
-    lr: optax.ScalarOrSchedule | None = None,
+    lr: _rates.LrLike | None = None,
     mask: _masks.MaskLike = None,
 ) -> optax.GradientTransformation:
   r"""Decay toward reference weights instead of toward zero (L2-SP).
@@ -393,8 +405,9 @@ def toward(
       ``init`` naming the first differing path.
     rate: the coefficient :math:`r`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
-    lr: the learning rate :math:`\eta` (number or schedule) the decay is tied
-      to, or ``None`` for decay independent of the learning rate.
+    lr: the learning rate :math:`\eta` (number, schedule or :func:`wdax.rates`,
+      each leaf then following its own group's; 0 freezes a group: no decay)
+      the decay is tied to, or ``None`` for decay independent of the learning rate.
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf.
 
@@ -418,11 +431,10 @@ def toward(
         f'{reference!r}.'
     )
   rate = _rates.check(rate, f'{fn}: rate')
-  if lr is not None:
-    lr = _checks.rate(lr, f'{fn}: lr')
+  lr = _leafwise.check_lr(lr, f'{fn}: lr')
   mask = _masks.as_mask(mask)
 
-  def active(params: optax.Params) -> list[Any]:
+  def active(params: optax.Params) -> _leafwise.Selection:
     return _leafwise.select(fn, rate, mask, params, lr=lr)
 
   def init_fn(params: optax.Params) -> TowardState:
@@ -434,7 +446,9 @@ def toward(
       r_leaves = p_leaves
     else:
       r_leaves = _reference_leaves(fn, reference, all_paths, p_leaves)
-    active_rates = active(params) or [None] * len(p_leaves)
+    sel = active(params)
+    _precision.check(fn, params, sel.rates, sel.lrs)
+    active_rates = sel.rates or [None] * len(p_leaves)
     # A copy, so that donating the params to a jitted step cannot also
     # donate the reference.
     stored = [
@@ -456,12 +470,12 @@ def toward(
     leaves = _leafwise.line_up(fn, updates, params)
     all_paths, _, p_def = _paths.leaves_with_paths(params)
     refs = leaves.spread(_stored(fn, state.reference, p_def, all_paths))
-    coeffs = leaves.spread(
-        _leafwise.coefficients(active(params), lr, state.count)
-    )
+    sel = active(params)
+    coeffs = leaves.spread(_leafwise.coefficients(sel, state.count))
+    live = leaves.spread(sel.live)
     new = []
-    for path, u, p, c, ref in zip(
-        leaves.paths, leaves.updates, leaves.params, coeffs, refs
+    for path, u, p, c, ref, rows in zip(
+        leaves.paths, leaves.updates, leaves.params, coeffs, refs, live
     ):
       if p is None:
         new.append(u)
@@ -481,7 +495,9 @@ def toward(
             f'parameter path {path!r} has shape {jnp.shape(ref)}, the parameter '
             f'{jnp.shape(p)}; was it initialised with other params?'
         )
-      new.append(_toward(u, p, c, ref))
+      new.append(
+          _leafwise.apply(functools.partial(_toward, ref=ref), u, p, c, rows)
+      )
     return jax.tree_util.tree_unflatten(leaves.treedef, new), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)

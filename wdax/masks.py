@@ -171,6 +171,8 @@ class Mask:
       return [x or y for x, y in zip(a, b)]
     if op == 'not':
       return [not x for x in args[0]._choose(view)]
+    if op == 'under':
+      return [_under(path, args[0], args[1]) for path in view.paths]
     if op == 'function':
       return _Tree(args[0](view.tree)).select(view)
     return args[0].select(view)  # 'tree'
@@ -316,6 +318,60 @@ def flax_default(embeddings: bool = False) -> Mask:
   if not isinstance(embeddings, bool):
     raise ValueError(f'flax_default(embeddings): must be a bool; got {embeddings!r}.')
   return Mask('flax_default', (embeddings,), f'flax_default(embeddings={embeddings})')
+
+
+def _under(path: str, prefixes: tuple[str, ...], in_collection: bool) -> bool:
+  candidates = [path]
+  if in_collection and '/' in path:
+    candidates.append(path.split('/', 1)[1])  # params/Dense_0/... of variables
+  return any(
+      not pre or c == pre or c.startswith(pre + '/')
+      for pre in prefixes
+      for c in candidates
+  )
+
+
+def modules(
+    model: Any, *types: type, init_args: Sequence[Any] | None = None
+) -> Mask:
+  """Selects the parameters owned by modules of the given types, at any depth.
+
+  Names play no part: ``self.post``, ``self.gate_norm`` and ``self.ln_f``
+  are found alike when they are instances of ``types``, so
+  ``mask=~masks.modules(model, nnx.LayerNorm, nnx.RMSNorm)`` decays everything
+  but the norms, whatever they are called. For an ``nnx.Module`` the
+  modules are read from its graph (the mask then applies to
+  ``nnx.state(model, nnx.Param)``); for a linen ``Module`` they are
+  found by intercepting its ``init`` on ``init_args`` (abstractly, nothing
+  is computed), and the mask applies to its ``variables`` or
+  ``variables['params']``. Composes with ``~``, ``&`` and ``|``. A model
+  with no module of ``types`` is a ``ValueError`` naming them.
+
+  Examples:
+    >>> from flax import nnx
+    >>> from wdax import masks
+    >>> class Block(nnx.Module):
+    ...   def __init__(self, rngs):
+    ...     self.dense = nnx.Linear(2, 2, rngs=rngs)
+    ...     self.post = nnx.LayerNorm(2, rngs=rngs)
+    >>> model = Block(nnx.Rngs(0))
+    >>> m = masks.modules(model, nnx.LayerNorm)
+    >>> m.select(nnx.state(model, nnx.Param))
+    [False, False, True, True]
+  """
+  if not types or not all(isinstance(t, type) for t in types):
+    raise ValueError(f'modules(): give one or more module types; got {types!r}.')
+  from wdax import _modules  # Flax loads only here.
+
+  found = _modules.paths_of(model, tuple(types), init_args)
+  names = ', '.join(t.__name__ for t in types)
+  if not found:
+    raise ValueError(f'modules(): the model holds no module of type {names}.')
+  return Mask(
+      'under',
+      (tuple(found), not _modules.is_nnx(model)),
+      f'modules({names})',
+  )
 
 
 def _static_bool(value: Any, path: str, what: str) -> bool:

@@ -28,6 +28,7 @@ import optax
 
 from wdax import _checks
 from wdax import _leafwise
+from wdax import learning_rates as _learning_rates
 from wdax import masks as _masks
 from wdax import paths as _paths
 from wdax import rate as _rates
@@ -57,33 +58,43 @@ def _check_coupling(fn: str, coupling: str, peak_lr: Any) -> None:
 def _decoupled_after(
     fn: str,
     coupling: str,
-    learning_rate: optax.ScalarOrSchedule,
+    learning_rate: _rates.LrLike,
     weight_decay: _rates.RateLike,
     mask: _masks.MaskLike,
     peak_lr: Any,
 ) -> optax.GradientTransformation:
   """The decay that follows an optimiser whose update is already lr-scaled."""
-  named = {'rate_name': 'weight_decay'}
+  if isinstance(learning_rate, _rates.Rates):
+    # Each leaf follows its own group's learning rate and that rate's peak.
+    return _leafwise.transform(
+        fn, weight_decay, learning_rate, mask, _leafwise.subtract,
+        coupling=coupling, peak_lr=peak_lr, rate_name='weight_decay',
+    )
+  if isinstance(peak_lr, _rates.Rates):
+    raise ValueError(
+        f'{fn}: peak_lr is per group (wdax.rates) but the learning rate is '
+        'not; give one peak_lr.'
+    )
   if coupling == 'lr':
     return _leafwise.transform(
-        fn, weight_decay, learning_rate, mask, _leafwise.subtract, **named
+        fn, weight_decay, learning_rate, mask, _leafwise.subtract, rate_name='weight_decay'
     )
   if coupling == 'none':
     return _leafwise.transform(
-        fn, weight_decay, None, mask, _leafwise.subtract, **named
+        fn, weight_decay, None, mask, _leafwise.subtract, rate_name='weight_decay'
     )
   # The rate is weight_decay times lr_t / peak: weight_decay at the peak.
   rate = _schedules.multiplied(fn, learning_rate, weight_decay, peak_lr)
   lr = None if coupling == 'schedule' else learning_rate
   return _leafwise.transform(
-      fn, rate, lr, mask, _leafwise.subtract, bound=weight_decay, **named
+      fn, rate, lr, mask, _leafwise.subtract, bound=weight_decay, rate_name='weight_decay'
   )
 
 
 def _check_common(
-    fn: str, learning_rate: optax.ScalarOrSchedule, weight_decay: _rates.RateLike
+    fn: str, learning_rate: _rates.LrLike, weight_decay: _rates.RateLike
 ) -> None:
-  _checks.rate(learning_rate, f'{fn}: learning_rate')
+  _leafwise.check_lr(learning_rate, f'{fn}: learning_rate')
   _rates.check(weight_decay, f'{fn}: weight_decay')
 
 
@@ -95,7 +106,10 @@ def _add_as_optax(u: jax.Array, p: jax.Array, c: Any) -> jax.Array:
 
 
 def _optax_decay(
-    fn: str, weight_decay: _rates.RateLike, mask: _masks.MaskLike
+    fn: str,
+    weight_decay: _rates.RateLike,
+    mask: _masks.MaskLike,
+    learning_rate: optax.ScalarOrSchedule,
 ) -> optax.GradientTransformation:
   """``optax.add_decayed_weights(weight_decay, mask)`` with wdax rates and masks.
 
@@ -111,6 +125,7 @@ def _optax_decay(
       _add_as_optax,
       state_class=_OPTAX_DECAY_STATE,
       rate_name='weight_decay',
+      scaled_by=learning_rate,
   )
   if mask is None:
     return decay
@@ -118,7 +133,7 @@ def _optax_decay(
 
 
 def adamw(
-    learning_rate: optax.ScalarOrSchedule,
+    learning_rate: _rates.LrLike,
     *,
     b1: float = 0.9,
     b2: float = 0.999,
@@ -129,7 +144,7 @@ def adamw(
     mask: _masks.MaskLike = None,
     nesterov: bool = False,
     coupling: str = 'lr',
-    peak_lr: float | None = None,
+    peak_lr: float | _rates.Rates | None = None,
 ) -> optax.GradientTransformation:
   r"""Adam with decoupled weight decay, in the coupling of your choice.
 
@@ -181,7 +196,11 @@ def adamw(
   out of sight.
 
   Args:
-    learning_rate: :math:`\eta`, a number or an optax schedule.
+    learning_rate: :math:`\eta`, a number or an optax schedule, or
+      :func:`wdax.rates` of those (and of per-layer arrays): each group then
+      steps, and decays per ``coupling``, with its own learning rate and
+      peak, as a PyTorch param group does. A group whose learning rate is
+      the constant 0 is frozen: bitwise unchanged, with no moments kept.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
     eps: :math:`\epsilon`, added to :math:`\sqrt{\hat v_t}`. In float16 the
@@ -197,7 +216,8 @@ def adamw(
       floating leaf. Adam itself updates every leaf.
     nesterov: Nesterov momentum (NAdamW), as in ``optax.adamw``.
     coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
-    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
+    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``;
+      a :func:`wdax.rates` when the learning rate is per group.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -228,29 +248,30 @@ def adamw(
     # optax.adamw's order and arithmetic, so that the floats are the same.
     tx = optax.chain(
         adam,
-        _optax_decay(fn, weight_decay, mask),
-        optax.scale_by_learning_rate(learning_rate),
+        _optax_decay(fn, weight_decay, mask, learning_rate),
+        _learning_rates.scale_by_learning_rate(learning_rate),
     )
   else:
     tx = optax.chain(
         adam,
-        optax.scale_by_learning_rate(learning_rate),
+        _learning_rates.scale_by_learning_rate(learning_rate),
         _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
     )
+  tx = _learning_rates.partition_frozen(fn, tx, learning_rate)
   return _leafwise.guarded(
       fn, tx, learning_rate, every_update=True, eps=(eps, eps_root)
   )
 
 
 def sgdw(
-    learning_rate: optax.ScalarOrSchedule,
+    learning_rate: _rates.LrLike,
     *,
     weight_decay: _rates.RateLike = 1e-4,
     momentum: float | None = None,
     nesterov: bool = False,
     mask: _masks.MaskLike = None,
     coupling: str = 'lr',
-    peak_lr: float | None = None,
+    peak_lr: float | _rates.Rates | None = None,
 ) -> optax.GradientTransformation:
   r"""SGD (with optional momentum) and decoupled weight decay: SGDW.
 
@@ -272,7 +293,11 @@ def sgdw(
   PyTorch feeds the decay through the buffer.
 
   Args:
-    learning_rate: :math:`\eta`, a number or an optax schedule.
+    learning_rate: :math:`\eta`, a number or an optax schedule, or
+      :func:`wdax.rates` of those (and of per-layer arrays): each group then
+      steps, and decays per ``coupling``, with its own learning rate and
+      peak, as a PyTorch param group does. A group whose learning rate is
+      the constant 0 is frozen: bitwise unchanged, with no moments kept.
     weight_decay: :math:`\lambda`: a number, scalar array, optax schedule,
       :func:`wdax.rates` or a prefix tree of rates.
     momentum: :math:`\mu`, non-negative, or ``None`` for plain SGD without a
@@ -281,7 +306,8 @@ def sgdw(
     mask: which leaves to decay (see :mod:`wdax.masks`); by default every
       floating leaf.
     coupling: ``'lr'``, ``'schedule'``, ``'none'`` or ``'corrected'``.
-    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``.
+    peak_lr: :math:`\eta_{\max}` for ``'schedule'`` and ``'corrected'``;
+      a :func:`wdax.rates` when the learning rate is per group.
 
   Every argument after the learning rate is keyword-only, and every numeric
   one can be injected with ``optax.inject_hyperparams``.
@@ -308,11 +334,14 @@ def sgdw(
       raise ValueError(f'{fn}: nesterov=True needs a momentum.')
   else:
     _checks.number(momentum, f'{fn}: momentum')
-  sgd = optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+  # optax.sgd's chain, with a learning rate per group.
   tx = optax.chain(
-      sgd,
+      optax.identity() if momentum is None
+      else optax.trace(decay=momentum, nesterov=nesterov),
+      _learning_rates.scale_by_learning_rate(learning_rate),
       _decoupled_after(fn, coupling, learning_rate, weight_decay, mask, peak_lr),
   )
+  tx = _learning_rates.partition_frozen(fn, tx, learning_rate)
   return _leafwise.guarded(fn, tx, learning_rate)
 
 
@@ -341,7 +370,7 @@ def _scale_by_adam_stable(
     leaves = _leafwise.line_up(fn, updates, params)
     # The rate's schedule, if any, is read at the step count before this
     # update, as optax reads learning-rate schedules.
-    coeffs = _leafwise.coefficients(active(params), None, state.count)
+    coeffs = _leafwise.coefficients(active(params), state.count)
     adam_updates, state = adam.update(updates, state, params)
     nu = [v for v in jax.tree.leaves(state.nu) if _paths.is_float(v)]
     # Summed in float32, or float64 if the params are. A complex parameter's
@@ -371,7 +400,7 @@ def _scale_by_adam_stable(
 
 
 def adams(
-    learning_rate: optax.ScalarOrSchedule,
+    learning_rate: _rates.LrLike,
     *,
     b1: float = 0.9,
     b2: float = 0.999,
@@ -405,11 +434,23 @@ def adams(
   Perspective", NeurIPS 2023, arXiv:2011.11152 (there "SWD"). While every
   gradient so far is exactly zero, :math:`\bar v_t = 0` and nothing decays.
 
+  Unlike the other wdax decays, ``init`` does not warn when the decay is too
+  small for bfloat16 or float16 weights (:class:`wdax.LostDecayWarning`): its
+  decay per step, :math:`\eta_t\lambda/\sqrt{\bar v_t}`, depends on the
+  second moment, unknown until the gradients come. Pass
+  :math:`\eta\lambda/\sqrt{\bar v}` for a typical :math:`\bar v` to
+  :func:`wdax.precision.lost_decay` to check it yourself, or end the chain
+  with :func:`wdax.stochastic_rounding`.
+
   Every argument after the learning rate is keyword-only, and every numeric
   one can be injected with ``optax.inject_hyperparams``.
 
   Args:
-    learning_rate: :math:`\eta`, a number or an optax schedule.
+    learning_rate: :math:`\eta`, a number or an optax schedule, or
+      :func:`wdax.rates` of those (and of per-layer arrays): each group then
+      steps, and decays per ``coupling``, with its own learning rate and
+      peak, as a PyTorch param group does. A group whose learning rate is
+      the constant 0 is frozen: bitwise unchanged, with no moments kept.
     b1: :math:`\beta_1`.
     b2: :math:`\beta_2`.
     eps: :math:`\epsilon`; ``init`` warns if it is 0 in float16, as
@@ -441,8 +482,9 @@ def adams(
   eps = _checks.number(eps, f'{fn}: eps')
   tx = optax.chain(
       _scale_by_adam_stable(b1, b2, eps, weight_decay, _masks.as_mask(mask)),
-      optax.scale_by_learning_rate(learning_rate),
+      _learning_rates.scale_by_learning_rate(learning_rate),
   )
+  tx = _learning_rates.partition_frozen(fn, tx, learning_rate)
   return _leafwise.guarded(
       fn, tx, learning_rate, every_update=True, eps=(eps, 0.0)
   )

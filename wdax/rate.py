@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 from wdax import _checks
+from wdax import _patterns
 from wdax import paths as _paths
 
 RateLike = Union[
@@ -52,6 +53,10 @@ RateLike = Union[
 schedule, a :class:`Rates`, or a tree of numbers, arrays and schedules that is
 a prefix of the params."""
 
+LrLike = Union[float, jax.Array, np.ndarray, optax.Schedule, 'Rates']
+"""What every learning rate of wdax accepts: a number, a scalar array, an optax
+schedule, or a :class:`Rates` of those (and of per-layer arrays) by path."""
+
 # Validation of one static rate; traced values and schedules pass unchecked.
 check_rate = _checks.rate
 is_static_zero = _checks.is_static_zero
@@ -60,18 +65,28 @@ is_static_zero = _checks.is_static_zero
 class Rates:
   """Per-group rates keyed on path patterns; build with :func:`rates`."""
 
-  def __init__(self, spec: Mapping[str, optax.ScalarOrSchedule], default: Any):
+  def __init__(
+      self, spec: Mapping[str, Any], default: Any, *, has_default: bool = True
+  ):
     if not isinstance(spec, Mapping) or not spec:
       raise ValueError('rates() needs a non-empty {pattern: rate} mapping.')
+    checked = {}
     for pattern, value in spec.items():
       _paths.compile_pattern(pattern)
-      check_rate(value, f'rates(): rate of pattern {pattern!r}')
-    self.spec = dict(spec)
-    self.default = check_rate(default, 'rates(): default')
+      checked[pattern] = _value(value, f'rates(): rate of pattern {pattern!r}')
+    self.spec = checked
+    self.default = _value(default, 'rates(): default')
+    # Whether the default was given: a learning rate needs one to cover a leaf
+    # no pattern matches (see :func:`resolve_lr`).
+    self.has_default = has_default
 
   @property
   def has_schedule(self) -> bool:
     return any(callable(v) for v in [*self.spec.values(), self.default])
+
+  def values(self) -> list[Any]:
+    """Every value the spec holds, the default included."""
+    return [*self.spec.values(), self.default]
 
   def resolve(
       self, all_paths: Sequence[str], hidden: Sequence[str] = ()
@@ -82,50 +97,64 @@ class Rates:
     (:func:`wdax.paths.hidden_paths`): a pattern that matches only those is
     not an error, as for masks.
     """
-    out: list[Any] = [None] * len(all_paths)
-    for pattern, value in self.spec.items():
-      matched = taken = 0
-      for i, path in enumerate(all_paths):
-        if _paths.matches(pattern, path):
-          matched += 1
-          if out[i] is None:
-            out[i] = value
-            taken += 1
-      elsewhere = any(_paths.matches(pattern, p) for p in hidden)
-      if not (all_paths or hidden) or elsewhere:
-        continue
-      if not matched:
-        raise ValueError(
-            f'rates(): pattern {pattern!r} matches no parameter; '
-            f'{_checks.listing(list(all_paths))}.'
-        )
-      if not taken:
-        raise ValueError(
-            f'rates(): pattern {pattern!r} has no effect: every parameter it '
-            'matches is taken by an earlier pattern. Reorder or remove it.'
-        )
-    return [self.default if v is None else v for v in out]
+    values = list(self.spec.values())
+    chosen = _patterns.first_match('rates()', list(self.spec), all_paths, hidden)
+    return [self.default if k is None else values[k] for k in chosen]
 
   def __repr__(self) -> str:
-    return f'rates({self.spec!r}, default={self.default!r})'
+    default = f'default={self.default!r}' if self.has_default else 'no default'
+    return f'rates({self.spec!r}, {default})'
+
+
+def _value(value: Any, name: str) -> Any:
+  """A rate in a :func:`rates` spec: a scalar rate, or a 1-D per-layer array."""
+  if (
+      not callable(value)
+      and not _checks.is_traced(value)
+      and isinstance(value, (np.ndarray, jax.Array))
+      and np.ndim(value) == 1
+  ):
+    per_layer = np.asarray(value, np.float64)
+    if per_layer.size == 0:
+      raise ValueError(f'{name}: a per-layer array needs at least one entry.')
+    for i, v in enumerate(per_layer):
+      check_rate(float(v), f'{name}, layer {i}')
+    return per_layer
+  value = check_rate(value, name)
+  if isinstance(value, jax.Array) and not _checks.is_traced(value):
+    if float(value) == 0.0:
+      return 0.0  # a zero in a spec is static: it freezes (see is_frozen)
+  return value
 
 
 def rates(
-    spec: Mapping[str, optax.ScalarOrSchedule], default: optax.ScalarOrSchedule = 0.0
+    spec: Mapping[str, Any], default: Any = None
 ) -> Rates:
-  """Per-group decay rates, keyed on parameter-path patterns.
+  """Per-group rates or learning rates, keyed on parameter-path patterns.
 
-  Each leaf takes the rate of the first pattern in ``spec`` that matches its
+  Each leaf takes the value of the first pattern in ``spec`` that matches its
   path (see :mod:`wdax.paths`), or ``default`` when none does. A pattern that
   matches no parameter, or only parameters taken by earlier patterns, is an
   error when the transform is initialised.
 
+  A value is a number, a scalar array, an optax schedule, or a 1-D array of
+  per-layer values: entry :math:`l` applies to slice :math:`l` of the leading
+  (layer) axis of every leaf the pattern matches, as for layers stacked by
+  ``nn.scan`` or ``nnx.vmap``. A length other than that axis's is a
+  ``ValueError`` at ``init`` naming the path.
+
+  Given as a decay rate, a leaf no pattern matches takes ``default``, 0 when
+  it is not given. Given as a learning rate (``lr=`` of the decays,
+  ``learning_rate`` of the optimisers, :func:`wdax.scale_by_learning_rate`),
+  a leaf no pattern matches without a ``default`` is a ``ValueError`` at
+  ``init``: a learning rate of 0 freezes, and freezing is said explicitly.
+
   Args:
-    spec: ordered mapping from path pattern to rate or schedule.
-    default: the rate of leaves no pattern matches.
+    spec: ordered mapping from path pattern to value.
+    default: the value of leaves no pattern matches.
 
   Returns:
-    A :class:`Rates`, accepted by every ``rate=`` argument of wdax.
+    A :class:`Rates`, accepted by every ``rate=`` and ``lr=`` of wdax.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -135,6 +164,8 @@ def rates(
     >>> wdax.rates({'embed': 1e-5}, default=1e-2).resolve(wdax.leaf_paths(params))
     [1e-05, 0.01]
   """
+  if default is None:
+    return Rates(spec, 0.0, has_default=False)
   return Rates(spec, default)
 
 
@@ -204,7 +235,11 @@ def map_rates(fn: Callable[[Any], Any], rate: RateLike) -> RateLike:
     {'a': 1.0, 'b': 2.0}
   """
   if isinstance(rate, Rates):
-    return rates({k: fn(v) for k, v in rate.spec.items()}, default=fn(rate.default))
+    return Rates(
+        {k: fn(v) for k, v in rate.spec.items()},
+        fn(rate.default),
+        has_default=rate.has_default,
+    )
   if is_rate_leaf(rate):
     return fn(rate)
   return jax.tree.map(fn, rate, is_leaf=is_rate_leaf)
@@ -217,4 +252,121 @@ def describe_rate(value: Any) -> str:
       return f'schedule ({float(value(0)):.3g} at step 0)'
     except Exception:  # noqa: BLE001 - a schedule we cannot evaluate eagerly
       return 'schedule'
+  if np.ndim(value) == 1:
+    v = np.asarray(value)
+    return f'per layer {v[0]:.3g} .. {v[-1]:.3g}'
   return f'{float(np.asarray(value)):.3g}'
+
+
+def is_frozen(value: Any) -> bool:
+  """Whether a leaf's learning rate is the constant 0, which freezes the leaf.
+
+  A Python or NumPy zero counts, and so does a zero JAX scalar inside a
+  :func:`rates` spec (made a Python zero there); a JAX array given directly
+  does not, since ``optax.inject_hyperparams`` passes its hyperparameters so,
+  a value it may change later; nor does a schedule, a traced value or a
+  per-layer array (see :func:`frozen_rows` for those).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from wdax import rate
+    >>> rate.is_frozen(0.0), rate.is_frozen(jnp.zeros([])), rate.is_frozen(1e-3)
+    (True, False, False)
+  """
+  if isinstance(value, bool) or not isinstance(
+      value, (int, float, np.number, np.ndarray)
+  ):
+    return False
+  return np.ndim(value) == 0 and float(value) == 0.0
+
+
+def frozen_rows(value: Any) -> np.ndarray | None:
+  """The frozen layers of a per-layer learning rate (its zero entries), if any."""
+  if isinstance(value, np.ndarray) and value.ndim == 1 and np.any(value == 0):
+    return value == 0
+  return None
+
+
+def may_freeze(lr: Any) -> bool:
+  """Whether a learning rate spec holds a constant 0, whole or per layer."""
+  values = lr.values() if isinstance(lr, Rates) else [lr]
+  return any(is_frozen(v) or frozen_rows(v) is not None for v in values)
+
+
+def resolve_lr(
+    lr: Any,
+    all_paths: Sequence[str],
+    hidden: Sequence[str] = (),
+    *,
+    fn: str,
+) -> list[Any]:
+  """One learning rate per path; a :class:`Rates` without default covers all.
+
+  A leaf no pattern of a :class:`Rates` given without ``default`` matches is a
+  ``ValueError`` naming it, since a silent default of 0 would freeze it.
+  """
+  if not isinstance(lr, Rates):
+    return [lr] * len(all_paths)
+  if lr.has_default:
+    return lr.resolve(all_paths, hidden)
+  values = list(lr.spec.values())
+  patterns = list(lr.spec)
+  hits = _patterns.first_match('rates()', patterns, all_paths, hidden)
+  for path, k in zip(all_paths, hits):
+    if k is None:
+      raise ValueError(
+          f'{fn}: no learning rate for parameter path {path!r}: no pattern '
+          f'of {patterns} matches it and the rates() has no default. Give '
+          'default=..., or a pattern for it (0 freezes it).'
+      )
+  return [values[k] for k in hits if k is not None]
+
+
+def _layer_count(value: Any) -> int | None:
+  """How many layers a per-layer value has (a schedule's is traced abstractly)."""
+  if callable(value):
+    try:
+      out = jax.eval_shape(value, jax.ShapeDtypeStruct((), np.int32))
+    except Exception:  # noqa: BLE001 - a schedule we cannot trace abstractly
+      return None
+    shape: tuple[int, ...] = tuple(getattr(out, 'shape', ()))
+    return shape[0] if len(shape) == 1 else None
+  if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 1:
+    return int(np.shape(value)[0])
+  return None
+
+
+def check_layers(value: Any, shape: Sequence[int], path: str, name: str) -> None:
+  """A per-layer value must have one entry per slice of the leaf's leading axis.
+
+  Examples:
+    >>> import numpy as np
+    >>> from wdax import rate
+    >>> rate.check_layers(np.ones(3), (2, 4), 'blocks/kernel', 'lr')
+    Traceback (most recent call last):
+    ...
+    ValueError: lr: 3 per-layer values for parameter path 'blocks/kernel', whose leading (layer) axis has size 2.
+  """
+  n = _layer_count(value)
+  if n is None:
+    return
+  if not shape:
+    raise ValueError(
+        f'{name}: {n} per-layer values for parameter path {path!r}, a scalar '
+        'with no layer axis.'
+    )
+  if shape[0] != n:
+    raise ValueError(
+        f'{name}: {n} per-layer values for parameter path {path!r}, whose '
+        f'leading (layer) axis has size {shape[0]}.'
+    )
+
+
+def along_layers(value: Any, ndim: int) -> Any:
+  """A per-layer value reshaped to broadcast along a leaf's leading axis."""
+  if np.ndim(value) != 1 or ndim <= 1:
+    return value
+  shape = (-1,) + (1,) * (ndim - 1)
+  if isinstance(value, np.ndarray):
+    return value.reshape(shape)
+  return jax.numpy.reshape(value, shape)

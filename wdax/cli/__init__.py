@@ -13,14 +13,16 @@ folds, an empty grid, a malformed option, a criterion the data set has not)
 ends the run with one line on stderr, ``wdax: error: ...``, and exit status
 2; nothing is written.
 
-The modules: :mod:`~wdax.cli.parsing` reads the options,
-:mod:`~wdax.cli.loading` the data, :mod:`~wdax.cli.problems` picks the
-split, model and task of each kind of data, :mod:`~wdax.cli.running` runs the
-jobs, :mod:`~wdax.cli.summary` reads the sweep's results as plain data,
-:mod:`~wdax.cli.rendering` prints and writes them,
-:mod:`~wdax.cli.plotting` draws them, :mod:`~wdax.cli.folders` checks the
-folders written in and :mod:`~wdax.cli.caching` keeps compiled programs for
-the next run.
+The modules: :mod:`~wdax.cli.parsing` reads the options into a frozen
+request (:mod:`~wdax.cli.requests`), :mod:`~wdax.cli.loading` the data,
+:mod:`~wdax.cli.problems` resolves the split, model, task and metric of the
+request once, :mod:`~wdax.cli.running` runs the sweep (and
+:mod:`~wdax.cli.describing` ``wdax describe``), :mod:`~wdax.cli.report`
+gathers the sweep's results into dataclasses and results.json,
+:mod:`~wdax.cli.rendering` prints them, :mod:`~wdax.cli.plotting` draws
+sweep.png, :mod:`~wdax.cli.writing` writes both files,
+:mod:`~wdax.cli.folders` checks the folders written in and
+:mod:`~wdax.cli.caching` keeps compiled programs for the next run.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from wdax.cli import describing
 from wdax.cli import parsing
 from wdax.cli import running
 from wdax.cli.errors import BadInput
 from wdax.cli.errors import one_line
-from wdax.cli.parsing import parse_rates
-
-_JOBS = {'sweep': running.sweep, 'describe': running.describe}
+from wdax.cli.requests import DescribeRequest
+from wdax.cli.requests import SweepRequest
+from wdax.cli.requests import parse_rates
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,13 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
     try:
-      args = parsing.parse(argv, kinds=running.kinds(), masks=running.MASKS)
+      request = parsing.parse(argv)
     except SystemExit as done:  # --help: argparse printed it and exits
       return int(done.code or 0)
-    return _JOBS[args.command](args)
+    if isinstance(request, DescribeRequest):
+      return describing.describe(request)
+    return running.sweep(request)
   except BadInput as e:
     print(f'wdax: error: {one_line(str(e))}', file=sys.stderr)
     return 2
 
 
-__all__ = ['BadInput', 'main', 'parse_rates']
+__all__ = ['BadInput', 'DescribeRequest', 'SweepRequest', 'main', 'parse_rates']

@@ -31,41 +31,41 @@ import os
 import sys
 from typing import Any
 
+import jax
+
 from wdax.cli import folders
 
 # Least-recently-used entries are evicted past this size.
 MAX_BYTES = 512 * 2**20
 
 
-def folder(args: Any) -> str | None:
-  """Where compiled programs go for ``args``, or None for no cache."""
-  import jax
-
-  if args.no_cache:
+def folder(cache: str | None, no_cache: bool) -> str | None:
+  """Where compiled programs go for ``--cache`` and ``--no-cache``, or None
+  for no cache."""
+  if no_cache:
     return None
-  if args.cache is not None:
-    return args.cache
-  if jax.config.jax_compilation_cache_dir:
-    return jax.config.jax_compilation_cache_dir
+  if cache is not None:
+    return cache
+  if jax.config.values['jax_compilation_cache_dir']:
+    return jax.config.values['jax_compilation_cache_dir']
   if 'WDAX_CACHE' in os.environ:
     return os.environ['WDAX_CACHE'] or None
   home = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
   return os.path.join(home, 'wdax')
 
 
-def check(args: Any) -> None:
+def check(cache: str | None) -> None:
   """Refuses a ``--cache`` that cannot become a folder; creates nothing."""
-  if args.cache is not None:
-    folders.check('--cache', args.cache)
+  if cache is not None:
+    folders.check('--cache', cache)
 
 
-def enable(args: Any) -> str | None:
-  """Turns JAX's persistent compilation cache on for ``args``, before the
-  first compilation; returns its folder, or None."""
-  import jax
-
-  path = folder(args)
-  if path is None or path == jax.config.jax_compilation_cache_dir:
+def enable(cache: str | None, no_cache: bool) -> str | None:
+  """Turns JAX's persistent compilation cache on for ``--cache`` and
+  ``--no-cache``, before the first compilation; returns its folder, or
+  None."""
+  path = folder(cache, no_cache)
+  if path is None or path == jax.config.values['jax_compilation_cache_dir']:
     return path
   try:
     os.makedirs(path, mode=0o700, exist_ok=True)
@@ -103,8 +103,6 @@ class Loaded:
   def __init__(self):
     global _listening
     if not _listening:
-      import jax
-
       jax.monitoring.register_event_listener(_count)
       _listening = True
     self._start = dict(_EVENTS)

@@ -14,7 +14,10 @@ import math
 import os
 from typing import Any
 
+import numpy as np
+
 from wdax.cli.errors import BadInput
+from wdax.sweep import datasets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +49,10 @@ class Data:
     """Feature ``j`` as a message names it: ``column 'a'`` or ``x[:, 2, 3]``."""
     if self.names is not None:
       return f'column {self.names[j]!r}'
-    import numpy as np
-
     return f'x[:, {", ".join(str(int(i)) for i in np.unravel_index(j, self.shape))}]'
 
 
 def _load_npz(path: str):
-  import numpy as np
-
   try:
     # Opened here, so that the file is closed even when NumPy cannot read it.
     with open(path, 'rb') as file, np.load(file, allow_pickle=False) as f:
@@ -131,8 +130,6 @@ def _records(path: str):
 
 
 def _load_csv(path: str):
-  import numpy as np
-
   records = _records(path)
   first = next(records, None)
   if first is None:
@@ -149,8 +146,8 @@ def _load_csv(path: str):
         f"{path}: the 'label' column appears {len(at)} times (columns "
         f'{", ".join(str(i + 1) for i in at)}); keep one'
     )
-  at = at[0]
-  features = [i for i in range(len(header)) if i != at]
+  column = at[0]
+  features = [i for i in range(len(header)) if i != column]
   if not features:
     raise BadInput(f"{path}: no feature columns besides 'label'")
   x, y = [], []
@@ -174,10 +171,10 @@ def _load_csv(path: str):
             'infinite'
         )
       values.append(value)
-    if not row[at].strip():
+    if not row[column].strip():
       raise BadInput(f"{path}, line {line}, column 'label': the label is empty")
     x.append(values)
-    y.append(row[at].strip())
+    y.append(row[column].strip())
   if not x:
     raise BadInput(f'{path}: no data rows')
   labels = np.asarray(y)
@@ -190,8 +187,6 @@ def _load_csv(path: str):
 
 
 def _builtin(name: str) -> Data:
-  from wdax.sweep import datasets
-
   try:
     found = datasets.load(name)
   except (ValueError, OSError, ImportError) as e:  # e.g. no .py sources, no sklearn
@@ -205,12 +200,8 @@ def _builtin(name: str) -> Data:
 
 def load(data: str) -> Data:
   """The data set ``data``: the name of a built-in one
-  (:data:`wdax.cli.parsing.DATASETS`), or a .npz or .csv file of classes."""
-  import numpy as np
-
-  from wdax.cli.parsing import DATASETS
-
-  if data in DATASETS:
+  (:data:`wdax.sweep.datasets.NAMES`), or a .npz or .csv file of classes."""
+  if data in datasets.NAMES:
     return _builtin(data)
   path = data
   if not os.path.isfile(path):

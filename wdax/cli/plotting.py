@@ -19,9 +19,13 @@ import math
 import os
 from typing import Any
 
-from wdax.cli.rendering import LABELS
-from wdax.cli.rendering import UNITS
-from wdax.cli.rendering import shown
+import numpy as np
+
+from wdax.cli.labels import LABELS
+from wdax.cli.labels import UNITS
+from wdax.cli.labels import shown
+from wdax.sweep import analysis
+from wdax.sweep import datasets
 
 _NAMES = {
     'lr': 'learning rate lr (Adam step size)',
@@ -47,7 +51,7 @@ def _value(row: dict[str, Any], metric: str) -> tuple[float, float]:
     if mean is None:
       return math.nan, math.nan
     se = 0.0 if se is None else se
-    return math.exp(min(mean, 700)), math.exp(min(mean, 700)) * se  # delta method
+    return analysis.perplexity(mean), analysis.perplexity_se(mean, se)
   mean, se = row.get(metric), row.get(f'{metric}_se')
   return (math.nan if mean is None else mean), (math.nan if se is None else se)
 
@@ -61,7 +65,7 @@ def _difference(row: dict[str, Any], metric: str) -> tuple[float, float]:
 def _title(results: dict[str, Any]) -> str:
   settings, data = results['settings'], results['data']
   source = settings['data']
-  if source not in ('digits', 'breast_cancer', 'wine', 'diabetes', 'text'):
+  if source not in datasets.NAMES:
     source = shown(os.path.basename(source))
   prune = settings['prune']
   pruned = f', pruned from epoch {prune["min_epochs"]}' if prune else ''
@@ -84,6 +88,7 @@ def _test_text(results: dict[str, Any]) -> str:
 def plot(path: str, results: dict[str, Any]) -> None:
   """Draws sweep.png at ``path`` from ``results`` (results.json's content,
   NaN still as NaN)."""
+  # matplotlib takes a second to import: only the run that draws pays it.
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
@@ -106,8 +111,6 @@ def plot(path: str, results: dict[str, Any]) -> None:
 
 
 def _curves(fig, results: dict[str, Any]) -> None:
-  import numpy as np
-
   metric, label = _shown_metric(results)
   choice = results['choice']
   ax, ax_diff = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
@@ -117,20 +120,7 @@ def _curves(fig, results: dict[str, Any]) -> None:
   positive = sorted({
       r['rate'] for r in results['table'] if r['rate'] > 0 and math.isfinite(_value(r, metric)[0])
   })
-  bases = []
-  for k in kinds:
-    base = next(r for r in rows_of[k] if r['rate'] == 0)
-    bases.append(_value(base, metric))
-  # The kinds' baselines are the same optimiser (Adam, no decay): one band
-  # unless their numbers differ by more than float rounding.
-  distinct = not np.allclose(bases, bases[0], rtol=1e-4, atol=1e-7, equal_nan=True)
-  for i, k in enumerate(kinds if distinct else kinds[:1]):
-    mean, se = bases[i]
-    colour = f'C{i}' if distinct else '0.45'
-    ax.axhspan(mean - se, mean + se, color=colour, alpha=0.15, lw=0)
-    ax.axhline(mean, color=colour, ls='--', lw=1.2, label=(
-        f'no decay (rate 0){f" {k}" if distinct else ""}: {mean:.4f} ± {se:.4f}'
-    ))
+  _baselines(ax, rows_of, metric)
   for i, k in enumerate(kinds):
     rows = [r for r in rows_of[k] if r['rate'] > 0]
     if not rows:
@@ -179,12 +169,30 @@ def _curves(fig, results: dict[str, Any]) -> None:
     ax_diff.legend(fontsize=8, frameon=False, loc='best')
 
 
+def _baselines(ax, rows_of: dict[str, list[dict[str, Any]]], metric: str) -> None:
+  """No decay as a horizontal band: one for every kind, or one per kind
+  where their numbers differ."""
+  kinds = list(rows_of)
+  bases = []
+  for k in kinds:
+    base = next(r for r in rows_of[k] if r['rate'] == 0)
+    bases.append(_value(base, metric))
+  # The kinds' baselines are the same optimiser (Adam, no decay): one band
+  # unless their numbers differ by more than float rounding.
+  distinct = not np.allclose(bases, bases[0], rtol=1e-4, atol=1e-7, equal_nan=True)
+  for i, k in enumerate(kinds if distinct else kinds[:1]):
+    mean, se = bases[i]
+    colour = f'C{i}' if distinct else '0.45'
+    ax.axhspan(mean - se, mean + se, color=colour, alpha=0.15, lw=0)
+    ax.axhline(mean, color=colour, ls='--', lw=1.2, label=(
+        f'no decay (rate 0){f" {k}" if distinct else ""}: {mean:.4f} ± {se:.4f}'
+    ))
+
+
 def fit_difference_axis(ax, results: dict[str, Any], metric: str) -> None:
   """A symmetric-log axis when the largest difference dwarfs the chosen
   one's, so that both the gains near the choice and the losses of too much
   decay can be read."""
-  import numpy as np
-
   diffs = np.array([_difference(r, metric) for r in results['table'] if r['rate'] > 0])
   if not diffs.size or results['choice']['rate'] == 0:
     return
@@ -210,18 +218,13 @@ def _row_index(results: dict[str, Any], choice: dict[str, Any]) -> int:
   raise ValueError(f'the choice {choice["point"]} is not in the table')
 
 
-def _heatmaps(fig, results: dict[str, Any], other: str, rows: int, columns: int) -> None:
-  import numpy as np
-  from matplotlib.patches import Rectangle
-
-  metric, label = _shown_metric(results)
-  choice = results['choice']
-  mode = results['settings']['mode']
-  kinds = results['settings']['kinds']
-  rates = sorted({r['rate'] for r in results['table']})
-  values = sorted({r[other] for r in results['table']})
+def _grids(
+    results: dict[str, Any], other: str, metric: str, rates: list[float], values: list[float]
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+  """Each kind's ``(scores, pruned)`` over ``values`` of ``other`` (rows)
+  and ``rates`` (columns), and the epochs each cell trained."""
   grids, epochs_of = {}, {}
-  for k in kinds:
+  for k in results['settings']['kinds']:
     grid = np.full((len(values), len(rates)), np.nan)
     pruned = np.zeros(grid.shape, bool)
     trained = np.zeros(grid.shape, int)
@@ -233,6 +236,19 @@ def _heatmaps(fig, results: dict[str, Any], other: str, rows: int, columns: int)
         trained[i, j] = r['epochs_trained']
     grids[k] = grid, pruned
     epochs_of[k] = trained
+  return grids, epochs_of
+
+
+def _heatmaps(fig, results: dict[str, Any], other: str, rows: int, columns: int) -> None:
+  from matplotlib.patches import Rectangle  # imported where it draws, as in plot
+
+  metric, label = _shown_metric(results)
+  choice = results['choice']
+  mode = results['settings']['mode']
+  kinds = results['settings']['kinds']
+  rates = sorted({r['rate'] for r in results['table']})
+  values = sorted({r[other] for r in results['table']})
+  grids, epochs_of = _grids(results, other, metric, rates, values)
   finite = np.concatenate([g[np.isfinite(g)] for g, _ in grids.values()])
   # The colours span the best quarter of the range and more: a few points of
   # far too much decay would otherwise leave every good one the same colour.

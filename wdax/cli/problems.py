@@ -23,9 +23,15 @@ import dataclasses
 import os
 from typing import Any
 
+import numpy as np
+
+from wdax import masks
+from wdax import sweep
+from wdax.cli import _memory
 from wdax.cli import loading
 from wdax.cli.errors import BadInput
-from wdax.cli.parsing import SCORES
+from wdax.cli.requests import SweepRequest
+from wdax.sweep import datasets
 
 # The language model's shape: rows of this many tokens, read by one block
 # (a small model on a small corpus, so that the sweep stays quick).
@@ -57,44 +63,85 @@ class Split:
     return len(next(iter(self.train.values())))
 
 
-def score(args) -> str:
-  """The metric besides the loss: ``accuracy`` or ``r2``."""
-  return SCORES[args.problem]
-
-
-def metric(args) -> tuple[str, str]:
-  """The validation metric and mode the sweep chooses by."""
-  if args.criterion in ('loss', 'perplexity'):
-    return 'val_loss', 'min'
-  return f'val_{args.criterion}', 'max'
-
-
-def model_name(args) -> str:
+def model_name(request: SweepRequest) -> str:
   """The model, as the output names it."""
-  if args.problem == 'language':
-    return f'TinyTransformer(width {args.hidden[0]}, {BLOCKS} block, {HEADS} heads)'
-  return f'MLP({", ".join(map(str, args.hidden))})'
+  if request.problem == 'language':
+    return f'TinyTransformer(width {request.hidden[0]}, {BLOCKS} block, {HEADS} heads)'
+  return f'MLP({", ".join(map(str, request.hidden))})'
 
 
-def task(args, split: Split) -> Any:
-  """The :class:`wdax.sweep.Task` of ``args.problem``, with its built-in model."""
-  from wdax import sweep
-
-  if args.problem == 'language':
-    from wdax.sweep import datasets
-
+def _task(request: SweepRequest, outputs: int) -> sweep.Task:
+  """The :class:`wdax.sweep.Task` of the request's problem, with its
+  built-in model."""
+  if request.problem == 'language':
     model = sweep.TinyTransformer(
-        vocab=datasets.VOCAB, width=args.hidden[0], heads=HEADS, blocks=BLOCKS,
+        vocab=datasets.VOCAB, width=request.hidden[0], heads=HEADS, blocks=BLOCKS,
         classes=None, positions=CONTEXT,
     )
     return sweep.language_model(model)
-  model = sweep.MLP(hidden=args.hidden, outputs=split.outputs)
-  if args.problem == 'regression':
-    return sweep.regressor(model)
-  return sweep.classifier(model)
+  mlp = sweep.MLP(hidden=request.hidden, outputs=outputs)
+  if request.problem == 'regression':
+    return sweep.regressor(mlp)
+  return sweep.classifier(mlp)
 
 
-def _memory(device) -> int | None:
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What a sweep request trains, resolved once from the request and its
+  data (:func:`resolve`).
+
+  Attributes:
+    split: the data, held-out part apart.
+    task: the :class:`wdax.sweep.Task`, with its built-in model.
+    model: the model, as the output names it.
+    metric: the validation metric the sweep chooses by.
+    mode: ``'min'`` or ``'max'``, the direction of ``metric``.
+    score: the metric besides the loss, ``'accuracy'`` or ``'r2'``.
+    batch_size: the minibatch size: the request's, at most the training
+      split (the sweep would pad every batch to the size asked for).
+  """
+
+  split: Split
+  task: sweep.Task
+  model: str
+  metric: str
+  mode: str
+  score: str
+  batch_size: int
+
+  def optimizer(self, request: SweepRequest, kind: str) -> sweep.Kind:
+    """The optimiser of decay ``kind`` at the request's first learning
+    rate; masks and kinds compare by value, so a second run in the same
+    process makes an equal optimiser, and reuses the compiled programs."""
+    return sweep.kind(kind, lr=request.lr[0], mask=masks.flax_default())
+
+
+def resolve(request: SweepRequest, data: loading.Data, device: Any) -> Setup:
+  """Splits ``data`` as the request's problem wants it (:func:`split`),
+  picks the task and the metric, and refuses a sweep whose smallest chunk
+  cannot fit on ``device``.
+
+  Examples:
+    >>> import jax
+    >>> from wdax.cli import loading, problems
+    >>> from wdax.cli.requests import SweepRequest
+    >>> request = SweepRequest.of('wine', rates='1', folds=2, hidden=(8,))
+    >>> setup = problems.resolve(request, loading.load('wine'), jax.devices()[0])
+    >>> setup.model, setup.metric, setup.mode, setup.score, setup.split.outputs
+    ('MLP(8)', 'val_loss', 'min', 'accuracy', 3)
+  """
+  held = split(request, data)
+  metric, mode = request.metric
+  setup = Setup(
+      split=held, task=_task(request, held.outputs), model=model_name(request),
+      metric=metric, mode=mode, score=request.score,
+      batch_size=min(request.batch_size, held.examples),
+  )
+  _check_fits(request, setup, device)
+  return setup
+
+
+def _device_memory(device: Any) -> int | None:
   """The bytes of memory ``device`` has: the host's RAM for a CPU."""
   if device.platform == 'cpu':
     try:
@@ -105,54 +152,37 @@ def _memory(device) -> int | None:
   return stats.get('bytes_limit')
 
 
-def _check_fits(args, features: int, outputs: int, examples: int, device) -> None:
-  """Refuses a sweep whose smallest part cannot fit on ``device``.
-
-  The bound is low: for one training, float32 parameters, gradients and
-  Adam's two moments (16 bytes a parameter) and the outputs of every layer
-  on the evaluation pass over all examples; and the initial parameters of
-  every seed, which the sweep holds at once. Past it, XLA would fail to
-  allocate, or wait on an allocation forever, after minutes of work.
-  """
-  have = _memory(device)
+def _check_fits(request: SweepRequest, setup: Setup, device: Any) -> None:
+  """Refuses a sweep whose smallest chunk, as the sweep estimates it, needs
+  more memory than ``device`` has: XLA would fail to allocate, or wait on an
+  allocation forever, after minutes of work."""
+  have = _device_memory(device)
   if have is None:
     return
-  if args.problem == 'language':
-    width, vocab = args.hidden[0], outputs
-    # Embeddings, positions, the output layer, and per block attention (4
-    # W x W) and the MLP (8 W x W); outputs of ~12 W + V per position.
-    parameters = 2 * vocab * width + CONTEXT * width + BLOCKS * 12 * width * width
-    layers = CONTEXT * (12 * width * BLOCKS + vocab)
-  else:
-    widths = [features, *args.hidden, outputs]
-    parameters = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
-    layers = sum(widths[1:])
-  need = 4 * parameters * (4 + args.seeds) + 4 * examples * layers
+  need = _memory.smallest_chunk(
+      setup.task, setup.split.train, request.space, setup.optimizer(request, request.kinds[0]),
+      seeds=request.seeds, batch_size=setup.batch_size, folds=request.folds,
+      fold_seed=request.seed, device=device,
+  )
   if need > have:
-    hidden = ','.join(map(str, args.hidden))
+    hidden = ','.join(map(str, request.hidden))
     raise BadInput(
-        f'--hidden {hidden} --seeds {args.seeds}: training {model_name(args)} on '
-        f'{features} features needs at least {need / 2**30:.3g} GiB, more than the '
+        f'--hidden {hidden} --seeds {request.seeds}: training {setup.model} on '
+        f'{setup.split.about.get("features", CONTEXT)} features needs at least {need / 2**30:.3g} GiB, more than the '
         f'{have / 2**30:.3g} GiB of memory of a {device.platform} device'
     )
 
 
-def split(args, data: loading.Data, device) -> Split:
+def split(request: SweepRequest, data: loading.Data) -> Split:
   """Holds out ``--test-size`` of the data as the problem wants it, and
-  standardises tables; refuses data too small for ``--folds`` or a model too
-  large for ``device``."""
-  if args.problem == 'language':
-    return _text(args, data, device)
-  if args.problem == 'regression':
-    return _regression(args, data, device)
-  return _classes(args, data, device)
-
+  standardises tables; refuses data too small for ``--folds``."""
+  if request.problem == 'language':
+    return _text(request, data)
+  if request.problem == 'regression':
+    return _regression(request, data)
+  return _classes(request, data)
 
 def _standardized(data: loading.Data, x_train, x_test):
-  import numpy as np
-
-  from wdax import sweep
-
   x_train, x_test = sweep.standardize(x_train, x_test)
   far = ~np.isfinite(x_test).all(axis=0)
   if far.any():
@@ -163,57 +193,48 @@ def _standardized(data: loading.Data, x_train, x_test):
   return x_train, x_test
 
 
-def _classes(args, data: loading.Data, device) -> Split:
-  import numpy as np
-
-  from wdax import sweep
-
+def _classes(request: SweepRequest, data: loading.Data) -> Split:
   source = data.source
   names, codes = np.unique(data.labels, return_inverse=True)
   if data.classes is not None:
     names = np.asarray(data.classes)[names]
   if len(names) < 2:
     raise BadInput(f'{source}: the labels have a single class, {loading.label(names[0])}')
-  train, test = sweep.stratified_split(codes, args.test_size, seed=args.seed)
+  train, test = sweep.stratified_split(codes, request.test_size, seed=request.seed)
   y_train, y_test = codes[train].astype(np.int32), codes[test].astype(np.int32)
   counts = np.bincount(y_train, minlength=len(names))
-  if counts.min() < args.folds:
+  if counts.min() < request.folds:
     c = int(np.argmin(counts))
     raise BadInput(
         f'{source}: class {loading.label(names[c])} has {counts[c]} training '
-        f'example{"" if counts[c] == 1 else "s"}, fewer than --folds {args.folds}'
+        f'example{"" if counts[c] == 1 else "s"}, fewer than --folds {request.folds}'
     )
-  _check_fits(args, data.x.shape[1], len(names), len(y_train), device)
   x_train, x_test = _standardized(data, data.x[train], data.x[test])
   about = {
-      'source': source, 'problem': args.problem, 'train': int(len(train)),
+      'source': source, 'problem': request.problem, 'train': int(len(train)),
       'test': int(len(test)), 'features': int(data.x.shape[1]),
       'classes': [str(n) for n in names],
   }
   return Split({'x': x_train, 'y': y_train}, {'x': x_test, 'y': y_test}, about, len(names))
 
 
-def _enough(args, source: str, train: int, what: str) -> None:
-  if train < args.folds:
+def _enough(request: SweepRequest, source: str, train: int, what: str) -> None:
+  if train < request.folds:
     raise BadInput(
-        f'{source}: {train} training {what}, fewer than --folds {args.folds}; '
+        f'{source}: {train} training {what}, fewer than --folds {request.folds}; '
         'lower --folds or --test-size'
     )
 
 
-def _regression(args, data: loading.Data, device) -> Split:
-
-  from wdax import sweep
-
-  train, test = sweep.shuffled_split(len(data.x), args.test_size, seed=args.seed)
-  _enough(args, data.source, len(train), 'examples')
-  _check_fits(args, data.x.shape[1], 1, len(train), device)
+def _regression(request: SweepRequest, data: loading.Data) -> Split:
+  train, test = sweep.shuffled_split(len(data.x), request.test_size, seed=request.seed)
+  _enough(request, data.source, len(train), 'examples')
   x_train, x_test = _standardized(data, data.x[train], data.x[test])
   # The targets too, with the training statistics: R^2 is the same in
   # either units, and Adam's default steps suit targets of unit scale.
   y_train, y_test = sweep.standardize(data.labels[train, None], data.labels[test, None])
   about = {
-      'source': data.source, 'problem': args.problem, 'train': int(len(train)),
+      'source': data.source, 'problem': request.problem, 'train': int(len(train)),
       'test': int(len(test)), 'features': int(data.x.shape[1]),
       'target_mean': float(data.labels[train].mean()),
       'target_std': float(data.labels[train].std()),
@@ -223,16 +244,12 @@ def _regression(args, data: loading.Data, device) -> Split:
   )
 
 
-def _text(args, data: loading.Data, device) -> Split:
-  from wdax import sweep
-  from wdax.sweep import datasets
-
+def _text(request: SweepRequest, data: loading.Data) -> Split:
   tokens = data.x
-  train, test = sweep.contiguous_split(len(tokens), args.test_size)
-  _enough(args, data.source, len(train), f'rows of {tokens.shape[1]} tokens')
-  _check_fits(args, CONTEXT, datasets.VOCAB, len(train), device)
+  train, test = sweep.contiguous_split(len(tokens), request.test_size)
+  _enough(request, data.source, len(train), f'rows of {tokens.shape[1]} tokens')
   about = {
-      'source': data.source, 'problem': args.problem, 'train': int(len(train)),
+      'source': data.source, 'problem': request.problem, 'train': int(len(train)),
       'test': int(len(test)), 'tokens_per_row': int(tokens.shape[1]),
       'vocabulary': datasets.VOCAB,
   }

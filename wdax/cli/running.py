@@ -1,80 +1,69 @@
-"""Running the jobs: ``wdax sweep`` and ``wdax describe``.
+"""Running ``wdax sweep``: the stages from a request to the files.
 
-With :mod:`~wdax.cli.problems` (the split, model and task of each kind of
-data) and :mod:`~wdax.cli.summary` (what is read of the results), this is
-where the command line calls :mod:`wdax.sweep`: :func:`kinds` (the decay
-kinds it offers), :func:`_select` (one sweep per kind) and
-:func:`describe`'s built-in models.
+1. :func:`_prepare`: everything that can refuse bad input, before anything
+   compiles: the folders, the devices, the data, and the problem's setup
+   (:func:`wdax.cli.problems.resolve`);
+2. :func:`_train`: one :func:`wdax.sweep.select` per decay kind, with the
+   compilation cache on; the sweep's errors (:mod:`wdax.sweep.errors`)
+   become one line;
+3. the report (:func:`wdax.cli.report.summarise`), printed
+   (:mod:`~wdax.cli.rendering`) and written (:mod:`~wdax.cli.writing`).
+
+A checkpoint of the sweep, and stopping it on a signal, belong in
+:func:`_train`, around the calls of the sweep; a resumed run shows and
+writes its report as any other.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import sys
 import time
+from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
+import jax
+
+from wdax import sweep as _sweep
 from wdax.cli import caching
 from wdax.cli import folders
 from wdax.cli import loading
 from wdax.cli import problems
 from wdax.cli import rendering
-from wdax.cli import summary as _summary
+from wdax.cli import writing
 from wdax.cli.errors import BadInput
-
-MASKS = {
-    'flax': 'kernels only (wdax.masks.flax_default())',
-    'flax+embeddings': 'kernels and embeddings',
-    'matrices': 'every leaf of rank >= 2 (wdax.masks.min_ndim(2))',
-    'all': 'every floating leaf',
-}
-
-
-def kinds() -> list[str]:
-  """The decay kinds ``wdax sweep --kind`` takes."""
-  # The sweep module imports Flax; its kind names are listed lazily for --help.
-  from wdax import sweep
-
-  return sorted(sweep.KINDS)
-
-
-def _mask(name: str) -> Any:
-  from wdax import masks
-
-  return {
-      'flax': masks.flax_default(),
-      'flax+embeddings': masks.flax_default(embeddings=True),
-      'matrices': masks.min_ndim(2),
-      'all': None,
-  }[name]
+from wdax.cli.labels import shown
+from wdax.cli.problems import Setup
+from wdax.cli.report import Timing
+from wdax.cli.report import summarise
+from wdax.cli.requests import SweepRequest
+from wdax.sweep import errors
 
 
 def _ask_for_devices(count: int | None) -> None:
-  """Asks XLA for one host device per core, at most 8 (or ``count``, at most
-  one per core) before JAX starts.
+  """Asks JAX for one host device per core, at most 8 (or ``count``, at most
+  one per core), when it can still take effect.
 
-  Only the CPU backend reads the flag, so on a machine with accelerators it
-  changes nothing. It must be set before the first computation. More host
-  devices than cores would run no faster, so a larger ``count`` is not asked
-  for and :func:`sweep` refuses it; ``XLA_FLAGS`` set by the user wins.
+  Only the CPU backend reads it, so on a machine with accelerators it
+  changes nothing. More host devices than cores would run no faster, so a
+  larger ``count`` is not asked for and :func:`_devices` refuses it. A
+  count the user set (``XLA_FLAGS``, ``JAX_NUM_CPU_DEVICES``) wins; once
+  JAX's backends have started, JAX refuses a new count, and the devices
+  stay as they are.
   """
-  flags = os.environ.get('XLA_FLAGS', '')
-  if 'xla_force_host_platform_device_count' in flags:
+  if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
     return
-  from jax._src import xla_bridge
-
-  if xla_bridge.backends_are_initialized():
+  if jax.config.values['jax_num_cpu_devices'] >= 0:
     return
   cores = os.cpu_count() or 1
-  count = min(count, cores) if count else min(cores, 8)
-  os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
+  try:
+    jax.config.update('jax_num_cpu_devices', min(count, cores) if count else min(cores, 8))
+  except RuntimeError:  # the backends have started: too late to change
+    pass
 
 
 def _devices(count: int | None) -> list[Any]:
   """The first ``count`` local devices (all by default); refuses more."""
-  import jax
-
   available = jax.local_devices()
   if count is not None and count > len(available):
     hint = ''
@@ -90,183 +79,118 @@ def _devices(count: int | None) -> list[Any]:
   return available[:count] if count else available
 
 
-def _space(args) -> dict[str, list[float]]:
-  """The names the sweep varies: the rate (with 0), and the learning rate
-  or the dropout rate when given as lists."""
-  space = {'rate': args.grid}
-  if len(args.lr) > 1:
-    space['lr'] = sorted(args.lr)
-  if args.dropout is not None:
-    space['dropout'] = sorted(args.dropout)
-  return space
+def _prepare(request: SweepRequest) -> tuple[list[Any], Setup]:
+  """The devices and the setup of ``request``; refuses bad input."""
+  folders.check('--out', request.out)
+  caching.check(request.cache)
+  _ask_for_devices(request.devices)
+  devices = _devices(request.devices)
+  setup = problems.resolve(request, loading.load(request.data), devices[0])
+  return devices, setup
 
 
-def _select(args, kind: str, task, split, space, devices, progress):
-  """Cross-validates ``space`` with decay ``kind``, chooses and refits."""
-  from wdax import masks
-  from wdax import sweep
+class _Clock:
+  """Seconds spent cross-validating and refitting, measured between the
+  ends of the stages the progress callbacks report."""
 
-  metric, mode = problems.metric(args)
-  halving = _summary.halving(args)
-  prune = None if halving is None else sweep.Halving(**halving)
-  return sweep.select(
-      task,
-      split.train,
-      space,
-      # Masks and kinds compare by value: a second run in the same process
-      # makes an equal optimiser, and reuses the compiled programs.
-      optimizer=sweep.kind(kind, lr=args.lr[0], mask=masks.flax_default()),
-      test=split.test,
-      metric=metric,
-      mode=mode,
-      one_se=args.one_se,
-      folds=args.folds,
-      seeds=args.seeds,
-      fold_seed=args.seed,
-      chunk_size=args.chunk_size,
-      prune=prune,
-      progress=progress(f'{kind}: cross-validating', 'compiling'),
-      refit_progress=progress(f'{kind}: refitting', 'waiting'),
-      epochs=args.epochs,
-      batch_size=args.batch_size,
+  def __init__(self) -> None:
+    self.start = time.perf_counter()
+    self.seconds = {'sweep': 0.0, 'refit': 0.0}
+
+  def progress(
+      self, bar: rendering.Progress, stage: str, description: str, waiting: str
+  ) -> Callable[[int, int], None]:
+    callback = bar.task(description, waiting)
+
+    def update(done: int, total: int) -> None:
+      if callback is not None:
+        callback(done, total)
+      if done == total:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self.start
+        self.start = now
+
+    return update
+
+
+def _select(
+    request: SweepRequest, setup: Setup, kind: str, devices: list[Any], clock: _Clock,
+    bar: rendering.Progress,
+) -> _sweep.Selection:
+  """Cross-validates the request's space with decay ``kind``, chooses and
+  refits."""
+  return _sweep.select(
+      setup.task,
+      setup.split.train,
+      request.space,
+      optimizer=setup.optimizer(request, kind),
+      test=setup.split.test,
+      metric=setup.metric,
+      mode=setup.mode,
+      one_se=request.one_se,
+      folds=request.folds,
+      seeds=request.seeds,
+      fold_seed=request.seed,
+      chunk_size=request.chunk_size,
+      prune=request.halving,
+      progress=clock.progress(bar, 'sweep', f'{kind}: cross-validating', 'compiling'),
+      refit_progress=clock.progress(bar, 'refit', f'{kind}: refitting', 'waiting'),
+      epochs=request.epochs,
+      batch_size=setup.batch_size,
       devices=devices,
   )
 
 
-def _run(args, task, split, space, devices, progress) -> dict[str, Any]:
-  """:func:`_select` for every kind of ``args.kind``; the one-line errors
-  of running out of memory or of a sweep that diverged everywhere."""
-  import jax
-
+def _train(
+    request: SweepRequest, setup: Setup, devices: list[Any]
+) -> tuple[Mapping[str, _sweep.Selection], Timing]:
+  """:func:`_select` for every kind; the one-line errors of running out of
+  memory or of a sweep that diverged everywhere."""
+  clock = _Clock()
   found = {}
-  for kind in args.kind:
-    try:
-      found[kind] = _select(args, kind, task, split, space, devices, progress)
-    except (MemoryError, jax.errors.JaxRuntimeError) as e:
-      # Past the low bound of problems._check_fits the memory can still run
-      # out: on the device (XLA) or on the host (NumPy, for a huge --epochs).
-      if not isinstance(e, MemoryError) and 'RESOURCE_EXHAUSTED' not in str(e):
-        raise
-      raise BadInput(
-          f'out of memory in the sweep of {problems.model_name(args)}, {args.epochs} '
-          f'epochs, {args.seeds} seed(s) '
-          f'({str(e).splitlines()[0] if str(e) else type(e).__name__}); '
-          'try a smaller --hidden, --epochs, --seeds or --chunk-size'
-      ) from None
-    except ValueError as e:
-      # wdax.sweep never chooses a point with a diverged training; when
-      # every one diverged there is nothing to choose or refit.
-      if 'diverged' not in str(e):
-        raise
-      raise BadInput(
-          f'the training diverged (NaN or infinite loss) at every one of the '
-          f'{len(args.grid)} rates with --kind {kind}, so none can be chosen; try a '
-          'smaller --lr'
-      ) from None
-  return found
+  with rendering.Progress(request.quiet) as bar:
+    for kind in request.kinds:
+      try:
+        found[kind] = _select(request, setup, kind, devices, clock, bar)
+      except (errors.OutOfMemory, MemoryError) as e:
+        # Past the sweep's estimate (problems.resolve checks it) the memory
+        # can still run out: on the device (XLA) or on the host (NumPy).
+        shown_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BadInput(
+            f'out of memory in the sweep of {setup.model}, {request.epochs} '
+            f'epochs, {request.seeds} seed(s) ({shown_error}); '
+            'try a smaller --hidden, --epochs, --seeds or --chunk-size'
+        ) from None
+      except errors.NoChoice:
+        raise BadInput(
+            f'the training diverged (NaN or infinite loss) at every one of the '
+            f'{len(request.grid)} rates with --kind {kind}, so none can be chosen; try a '
+            'smaller --lr'
+        ) from None
+  return found, Timing(sweep=clock.seconds['sweep'], refit=clock.seconds['refit'])
 
 
-def _warn_diverged(report: dict[str, Any]) -> None:
-  for kind, entry in report['kinds'].items():
-    diverged = sorted({row['rate'] for row in entry['rows'] if row['diverged']})
-    if diverged:
-      print(
-          f'wdax: warning: the training diverged (NaN or infinite loss) with {kind} at '
-          f'{len(diverged)} of {len({row["rate"] for row in entry["rows"]})} rates, from '
-          f'{min(diverged):.3g}; those are never chosen; try a smaller --lr',
-          file=sys.stderr,
-      )
-
-
-def sweep(args) -> int:
+def sweep(request: SweepRequest) -> int:
   """``wdax sweep``: returns the exit status."""
-  folders.check('--out', args.out)
-  caching.check(args)
-  _ask_for_devices(args.devices)
-
-  devices = _devices(args.devices)
-  data = loading.load(args.data)
-  split = problems.split(args, data, devices[0])
-  # A batch larger than the training split is the whole split; the sweep
-  # would pad every batch to the size asked for.
-  args.batch_size = min(args.batch_size, split.examples)
-  space = _space(args)
-  task = problems.task(args, split)
-  points = math.prod(len(v) for v in space.values())
-  trainings = points * args.folds * args.seeds * len(args.kind)
-  print(f'data: {rendering.data_line(split.about)}')
-  others = ''.join(f' x {len(v)} {n}' for n, v in space.items() if n != 'rate')
-  print(
-      f'grid: {len(args.grid)} rates (0 the baseline){others} x {args.folds} folds x '
-      f'{args.seeds} seed(s) x {len(args.kind)} kind(s) = {trainings} trainings of '
-      f'{problems.model_name(args)} with {", ".join(args.kind)}, {args.epochs} epochs, '
-      f'batch {args.batch_size}, lr {", ".join(f"{lr:g}" for lr in args.lr)}'
-      + (f', pruned from epoch {args.prune[0]} by {args.prune[1]}' if args.prune else '')
-  )
-  times = {'start': time.perf_counter(), 'sweep': 0.0, 'refit': 0.0}
+  devices, setup = _prepare(request)
+  print(f'data: {rendering.data_line(setup.split.about)}')
+  print(f'grid: {rendering.grid_line(request, setup.model, setup.batch_size)}')
 
   # Everything is checked: from here on, programs are compiled (or loaded).
-  cache = caching.enable(args)
+  cache = caching.enable(request.cache, request.no_cache)
   loaded = caching.Loaded()
-  with rendering.Progress(args.quiet) as bar:
-
-    def progress(description, waiting):
-      callback = bar.task(description, waiting)
-      stage = 'refit' if 'refitting' in description else 'sweep'
-
-      def update(done, total):
-        if callback is not None:
-          callback(done, total)
-        if done == total:
-          now = time.perf_counter()
-          times[stage] += now - times['start']
-          times['start'] = now
-
-      return update
-
-    found = _run(args, task, split, space, devices, progress)
-  report = _summary.summarise(args, found, *problems.metric(args))
-  _warn_diverged(report)
-  first = next(iter(report['kinds'].values()))['run']
+  found, timing = _train(request, setup, devices)
+  report = summarise(request, setup, found, timing)
+  rendering.warn_diverged(report)
+  first = next(iter(report.kinds.values())).chunks
   print(
-      f'{trainings} trainings in {len(args.kind)} x {first["chunks"]} chunk(s) of '
-      f'{first["chunk_size"]} on {first["devices"]} {devices[0].platform} '
-      f'device(s): {times["sweep"]:.1f} s ({loaded.describe(cache)})'
+      f'{request.trainings} trainings in {len(request.kinds)} x {first.chunks} chunk(s) of '
+      f'{first.chunk_size} on {first.devices} {devices[0].platform} '
+      f'device(s): {timing.sweep:.1f} s ({loaded.describe(cache)})'
   )
-  report['run'] = {
-      **first, 'sweep_seconds': round(times['sweep'], 3), 'refit_seconds': round(times['refit'], 3),
-      'configuration_epochs': sum(e['configuration_epochs'] for e in report['kinds'].values()),
-  }
-  rendering.print_tables(args, report)
-  rendering.print_choice(args, report, times['refit'], split.about)
-  rendering.write(args.out, rendering.results(args, split.about, report), args)
-  shown = rendering.shown(args.out)
-  print(f'wrote {os.path.join(shown, "results.json")} and {os.path.join(shown, "sweep.png")}')
-  return 0
-
-
-def describe(args) -> int:
-  """``wdax describe``: returns the exit status."""
-  import jax
-  import jax.numpy as jnp
-
-  import wdax
-  from wdax import sweep
-
-  if args.model == 'mlp':
-    model, example = sweep.MLP(hidden=args.hidden, outputs=10), jnp.zeros((1, 64))
-  else:
-    model, example = sweep.TinyTransformer(), jnp.zeros((1, 16), jnp.int32)
-  params = jax.eval_shape(lambda: model.init(jax.random.key(0), example))['params']
-  try:
-    report = wdax.describe(params, rate=args.rate, mask=_mask(args.mask))
-  except ValueError as e:  # the mask names a parameter the model lacks
-    raise BadInput(f'--mask {args.mask} does not fit --model {args.model}: {e}') from None
-  print(f'{args.model}, mask {args.mask}: {MASKS[args.mask]}')
-  if sys.stdout.isatty():
-    from rich.console import Console
-
-    Console().print(report)
-  else:
-    print(report)
+  rendering.print_tables(report)
+  rendering.print_choice(report)
+  writing.write(request.out, report.to_json())
+  out = shown(request.out)
+  print(f'wrote {os.path.join(out, "results.json")} and {os.path.join(out, "sweep.png")}')
   return 0

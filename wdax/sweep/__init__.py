@@ -20,32 +20,43 @@ makes the named decay kinds).
   point = result.best('val_loss')
   refit = sweep.fit(task, {'x': x, 'y': y}, point, optimizer=..., test=test_data)
 
-The modules, one concept each: :mod:`~wdax.sweep.tasks` (the task contract
-and built-in tasks), :mod:`~wdax.sweep.networks` (linen and NNX models
-behind one interface), :mod:`~wdax.sweep.models` (built-in models),
+The public modules, one concept each: :mod:`~wdax.sweep.tasks` (the task
+contract and built-in tasks), :mod:`~wdax.sweep.models` (built-in models),
 :mod:`~wdax.sweep.space` (spaces and points), :mod:`~wdax.sweep.kinds` (named
-decay kinds), :mod:`~wdax.sweep.folds` (data, folds, splits, orders of
-visit), :mod:`~wdax.sweep.settings`, :mod:`~wdax.sweep.planning` (devices,
-memory, chunks), :mod:`~wdax.sweep.pruning` (successive halving),
-:mod:`~wdax.sweep.engine` (the compiled programs),
-:mod:`~wdax.sweep.chunks` (training configurations on them, chunk by chunk
-and rung by rung),
-:mod:`~wdax.sweep.results` (results and choice),
+decay kinds), :mod:`~wdax.sweep.folds` (data, folds and held-out splits),
+:mod:`~wdax.sweep.scaling` (standardising features),
 :mod:`~wdax.sweep.datasets` (built-in data sets),
-:mod:`~wdax.sweep.preparing` (the entry points' checks) and
+:mod:`~wdax.sweep.settings` (the entry points' settings),
+:mod:`~wdax.sweep.pruning` (successive halving),
+:mod:`~wdax.sweep.results` (results and choice),
+:mod:`~wdax.sweep.analysis` (the statistics of a report of them),
+:mod:`~wdax.sweep.errors` (the errors a caller may handle) and
 :mod:`~wdax.sweep.search` (the entry points).
+
+The ``_``-prefixed modules are the machinery, each named for what it holds:
+``_validation`` (the entry points' checks, before anything compiles),
+``_checks`` (argument checks they share), ``_networks`` (linen and NNX
+models behind one interface), ``_job`` (what the programs close over and
+compute per configuration), ``_programs`` (the compiled programs),
+``_plan`` (chunks, rungs, segments and evaluation points, on the host),
+``_runner`` (training configurations on the programs, segment by segment),
+``_orders`` (the orders of visit), ``_devices``, ``_placement`` (arrays
+between host and devices), ``_memory`` (a configuration's memory),
+``_cache`` and ``_collector`` (a pause of the garbage collector while
+tracing).
 
 This package imports Flax; ``import wdax`` does not. Import it as
 ``from wdax import sweep``.
 """
 
+from wdax.sweep import analysis
 from wdax.sweep import datasets
+from wdax.sweep import errors
 from wdax.sweep.folds import check_data
 from wdax.sweep.folds import contiguous_folds
 from wdax.sweep.folds import contiguous_split
 from wdax.sweep.folds import shuffled_folds
 from wdax.sweep.folds import shuffled_split
-from wdax.sweep.folds import standardize
 from wdax.sweep.folds import stratified_folds
 from wdax.sweep.folds import stratified_split
 from wdax.sweep.kinds import KINDS
@@ -59,6 +70,7 @@ from wdax.sweep.results import Choice
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
 from wdax.sweep.results import Selection
+from wdax.sweep.scaling import standardize
 from wdax.sweep.search import fit
 from wdax.sweep.search import grid
 from wdax.sweep.search import select
@@ -83,12 +95,14 @@ __all__ = [
     'Space',
     'Task',
     'TinyTransformer',
+    'analysis',
     'check_data',
     'classifier',
     'contiguous_folds',
     'contiguous_split',
     'datasets',
     'dropout',
+    'errors',
     'fit',
     'grid',
     'kind',

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from wdax.sweep import checks
+from wdax.sweep import _checks as checks
 
 PROBLEMS = ('classification', 'regression', 'language')
 

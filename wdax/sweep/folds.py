@@ -1,4 +1,4 @@
-r"""Data, folds, held-out splits and the orders in which examples are visited.
+r"""Data, folds and held-out splits.
 
 Data is a pytree of arrays sharing a leading example axis, kept in its own
 dtypes. A fold assignment is an int vector, one fold id per example; fold
@@ -8,13 +8,12 @@ All of it is made on the host with numpy, once, before anything compiles.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from wdax.sweep import checks
+from wdax.sweep import _checks
 
 
 def check_data(data: Any, name: str = 'data') -> tuple[Any, int]:
@@ -60,7 +59,7 @@ def check_data(data: Any, name: str = 'data') -> tuple[Any, int]:
             f'(first: row {int(np.argmax(bad))}).'
         )
     leaves.append(array)
-  return jax.tree_util.tree_unflatten(treedef, leaves), first[1]
+  return jax.tree_util.tree_unflatten(treedef, leaves), leaves[0].shape[0]
 
 
 def take(data: Any, index: Any) -> Any:
@@ -140,7 +139,7 @@ def shuffled_folds(n: int, folds: int, *, seed: int = 0) -> np.ndarray:
     >>> np.bincount(sweep.shuffled_folds(10, 3))
     array([4, 3, 3])
   """
-  n, folds = checks.integer(n, 'n', 1), _count(folds)
+  n, folds = _checks.integer(n, 'n', 1), _count(folds)
   if folds > n:
     raise ValueError(f'folds ({folds}) exceeds the {n} examples.')
   ids = np.empty(n, np.int64)
@@ -160,7 +159,7 @@ def contiguous_folds(n: int, folds: int) -> np.ndarray:
     >>> sweep.contiguous_folds(7, 3)
     array([0, 0, 0, 1, 1, 2, 2])
   """
-  n, folds = checks.integer(n, 'n', 1), _count(folds)
+  n, folds = _checks.integer(n, 'n', 1), _count(folds)
   if folds > n:
     raise ValueError(f'folds ({folds}) exceeds the {n} examples.')
   sizes = np.full(folds, n // folds)
@@ -193,11 +192,12 @@ def fold_ids(task: Any, data: Any, n: int, folds: Any, seed: int) -> np.ndarray:
   """The fold ids of a sweep: ``folds`` as given, or made by ``task``'s rule."""
   if not isinstance(folds, (int, np.integer)):
     return check_fold_ids(folds, n)
+  count = int(folds)
   if task.folds == 'stratified':
-    return stratified_folds(task.labels(data), folds, seed=seed)
+    return stratified_folds(task.labels(data), count, seed=seed)
   if task.folds == 'contiguous':
-    return contiguous_folds(n, folds)
-  return shuffled_folds(n, folds, seed=seed)
+    return contiguous_folds(n, count)
+  return shuffled_folds(n, count, seed=seed)
 
 
 def stratified_split(labels: Any, test_size: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +241,7 @@ def shuffled_split(n: int, test_size: float, *, seed: int = 0) -> tuple[np.ndarr
     >>> len(train), len(test), sorted([*train, *test]) == list(range(10))
     (7, 3, True)
   """
-  n = checks.integer(n, 'n', 2)
+  n = _checks.integer(n, 'n', 2)
   _fraction(test_size)
   k = min(max(int(round(test_size * n)), 1), n - 1)
   order = np.random.default_rng(seed).permutation(n)
@@ -257,7 +257,7 @@ def contiguous_split(n: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
     >>> sweep.contiguous_split(5, 0.4)
     (array([0, 1, 2]), array([3, 4]))
   """
-  n = checks.integer(n, 'n', 2)
+  n = _checks.integer(n, 'n', 2)
   _fraction(test_size)
   k = min(max(int(round(test_size * n)), 1), n - 1)
   return np.arange(n - k), np.arange(n - k, n)
@@ -266,69 +266,3 @@ def contiguous_split(n: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
 def _fraction(value: float) -> None:
   if not isinstance(value, (int, float, np.floating)) or not 0 < value < 1:
     raise ValueError(f'test_size must be a fraction in (0, 1); got {value!r}.')
-
-
-def standardize(train: Any, *others: Any, dtype: Any = np.float32) -> tuple[np.ndarray, ...]:
-  r"""Standardises features with the training set's statistics only.
-
-  .. math::
-
-    z = \frac{x - \mu}{\sigma}
-
-  where :math:`\mu` and :math:`\sigma` are the per-feature mean and standard
-  deviation over the rows of ``train`` (a feature constant there has
-  :math:`\sigma = 1`: it is only centred), applied to ``train`` and each of
-  ``others``. Each feature is first scaled by the power of two that brings
-  its largest magnitude in ``train`` into :math:`[\tfrac12, 1)`: exact in
-  floating point, so it changes no bit of :math:`z`, but the sums of squares
-  no longer overflow for values past :math:`10^{154}`.
-
-  Returns:
-    The standardised arrays, in ``dtype``, ``train`` first. A value of
-    ``others`` too far from the training values for ``dtype`` becomes
-    infinite (check with ``np.isfinite``).
-
-  Examples:
-    >>> import numpy as np
-    >>> from wdax import sweep
-    >>> a, b = sweep.standardize(np.array([[0.0, 5.0], [2.0, 5.0]]), np.array([[4.0, 6.0]]))
-    >>> a.tolist(), b.tolist()
-    ([[-1.0, 0.0], [1.0, 0.0]], [[3.0, 1.0]])
-    >>> sweep.standardize(np.array([[1e300], [-1e300]]))[0].ravel()
-    array([ 1., -1.], dtype=float32)
-  """
-  train = np.asarray(train, np.float64)
-  _, exponent = np.frexp(np.abs(train).max(axis=0))
-  scale = np.ldexp(1.0, -exponent)
-  out = []
-  with np.errstate(over='ignore'):
-    scaled = train * scale
-    mean, std = scaled.mean(axis=0), scaled.std(axis=0)
-    # A constant feature is only centred, in its own units.
-    std = np.where(std == 0, scale, std)
-    for a in (train, *others):
-      out.append(((np.asarray(a, np.float64) * scale - mean) / std).astype(dtype))
-  return tuple(out)
-
-
-def orders(
-    seeds: Sequence[int], train_table: np.ndarray, epochs: Sequence[int], length: int, capacity: int
-) -> np.ndarray:
-  """Each seed's and training set's order of visit in each of ``epochs``.
-
-  An int32 array of shape ``(seeds, folds, length, capacity)``: row ``[s, k,
-  j]`` lists the training examples of ``train_table[k]`` by increasing
-  ``np.random.default_rng([seeds[s], epochs[j]]).random(n)``, then the rest
-  (never trained on), then zeros to ``capacity``. Rows past ``len(epochs)``
-  are unused. The compiled program only reads them, so it holds no random
-  number generator for shuffling.
-  """
-  n = train_table.shape[1]
-  out = np.zeros((len(seeds), len(train_table), length, capacity), np.int32)
-  for s, seed in enumerate(seeds):
-    for j, e in enumerate(epochs):
-      noise = np.random.default_rng([seed, e]).random(n)
-      for k, row in enumerate(train_table):
-        out[s, k, j, :n] = np.argsort(np.where(row > 0, noise, 2.0), kind='stable')
-  return out
-

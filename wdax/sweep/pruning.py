@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from wdax.sweep import checks
+from wdax.sweep import _checks
 from wdax.sweep import results
 
 
@@ -120,9 +120,9 @@ class Halving:
   one_se: Any = None
 
   def __post_init__(self):
-    object.__setattr__(self, 'min_epochs', checks.integer(self.min_epochs, 'min_epochs', 1))
+    object.__setattr__(self, 'min_epochs', _checks.integer(self.min_epochs, 'min_epochs', 1))
     object.__setattr__(
-        self, 'reduction_factor', checks.integer(self.reduction_factor, 'reduction_factor', 2)
+        self, 'reduction_factor', _checks.integer(self.reduction_factor, 'reduction_factor', 2)
     )
     keep = dict(self.keep) if isinstance(self.keep, (Mapping, tuple)) else self.keep
     if not isinstance(keep, dict) or not all(
@@ -153,7 +153,7 @@ class Halving:
 
   def rungs(self, epochs: int) -> tuple[int, ...]:
     """The epoch each rung trains to, :math:`e_0 < \\dots < e_{R-1} = E`."""
-    epochs = checks.integer(epochs, 'epochs', 1)
+    epochs = _checks.integer(epochs, 'epochs', 1)
     if self.min_epochs > epochs:
       raise ValueError(
           f'prune: min_epochs={self.min_epochs} exceeds epochs={epochs}; the '
@@ -168,8 +168,8 @@ class Halving:
   def points(self, count: int, epochs: int, kept: int = 0) -> tuple[int, ...]:
     """How many of ``count`` points each rung trains, :math:`n_0 + K, \\dots,
     n_{R-1} + K`, of which ``kept`` (:math:`K`) are never pruned."""
-    count = checks.integer(count, 'count', 1)
-    kept = checks.integer(kept, 'kept', 0)
+    count = _checks.integer(count, 'count', 1)
+    kept = _checks.integer(kept, 'kept', 0)
     if kept > count:
       raise ValueError(f'kept ({kept}) exceeds the {count} points.')
     sizes = [count - kept]

@@ -16,10 +16,13 @@ chosen.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
 import numpy as np
+
+from wdax.sweep.errors import NoChoice
 
 MODES = ('min', 'max')
 
@@ -84,7 +87,7 @@ class Choice:
   se: float
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Result:
   """The learning curves of every training of a :func:`~wdax.sweep.grid`.
 
@@ -119,22 +122,42 @@ class Result:
   chunks: int
   devices: int
   bytes_per_configuration: int
-  rungs: np.ndarray | None = None
-  rung: np.ndarray | None = None
-  configuration_epochs: int | None = None
+  rungs: np.ndarray
+  rung: np.ndarray
+  configuration_epochs: int
 
-  def __post_init__(self):
+  def __init__(
+      self,
+      points: list[dict[str, float]],
+      curves: dict[str, np.ndarray],
+      epochs: np.ndarray,
+      fold_ids: np.ndarray,
+      seeds: tuple[int, ...],
+      chunk_size: int,
+      chunks: int,
+      devices: int,
+      bytes_per_configuration: int,
+      rungs: np.ndarray | None = None,
+      rung: np.ndarray | None = None,
+      configuration_epochs: int | None = None,
+  ) -> None:
+    put = functools.partial(object.__setattr__, self)
+    put('points', points)
+    put('curves', curves)
+    put('epochs', epochs)
+    put('fold_ids', fold_ids)
+    put('seeds', seeds)
+    put('chunk_size', chunk_size)
+    put('chunks', chunks)
+    put('devices', devices)
+    put('bytes_per_configuration', bytes_per_configuration)
     # Without pruning: one rung, every point in it, for every epoch.
-    final = int(self.epochs[-1])
-    if self.rungs is None:
-      object.__setattr__(self, 'rungs', np.array([final]))
-    if self.rung is None:
-      object.__setattr__(self, 'rung', np.zeros(len(self.points), np.int64))
-    if self.configuration_epochs is None:
-      trainings = math.prod(next(iter(self.curves.values())).shape[1:3])
-      object.__setattr__(
-          self, 'configuration_epochs', int(trainings * self.epochs_trained.sum())
-      )
+    put('rungs', np.array([int(epochs[-1])]) if rungs is None else rungs)
+    put('rung', np.zeros(len(points), np.int64) if rung is None else rung)
+    put('configuration_epochs', configuration_epochs)
+    if configuration_epochs is None:
+      trainings = math.prod(next(iter(curves.values())).shape[1:3])
+      put('configuration_epochs', int(trainings * self.epochs_trained.sum()))
 
   @property
   def metrics(self) -> tuple[str, ...]:
@@ -155,7 +178,7 @@ class Result:
   def finished(self) -> np.ndarray:
     """``(P,)`` bools: the points that reached the last rung (all of them
     without pruning); only these are chosen."""
-    return self.rung == len(self.rungs) - 1
+    return np.asarray(self.rung == len(self.rungs) - 1)
 
   def _last(self, metric: str) -> np.ndarray:
     """``metric`` at each point's last evaluation, shape ``(P, F, S)``."""
@@ -309,7 +332,8 @@ class Result:
         ``{'lr': 1e-3}``: the best rate at that learning rate.
 
     Points with a diverged training, and pruned points (not
-    :attr:`finished`), are never chosen. Ties go to the lower mean
+    :attr:`finished`), are never chosen; when no point is left,
+    :class:`~wdax.sweep.errors.NoChoice` is raised. Ties go to the lower mean
     ``val_loss``: accuracy moves in steps of one example, so ties on it are
     common.
     """
@@ -328,7 +352,7 @@ class Result:
         raise ValueError(f'no point has the values where={where!r}.')
       ok &= inside
     if not ok.any():
-      raise ValueError(
+      raise NoChoice(
           'every point has a diverged training or was pruned; none can be '
           f'chosen by {metric!r}.'
       )

@@ -1,6 +1,6 @@
 r"""The sweep's entry points: :func:`grid`, :func:`fit` and :func:`select`.
 
-Every argument is checked first, in :func:`wdax.sweep.preparing.prepare`, before
+Every argument is checked first, in :func:`wdax.sweep._validation.prepare`, before
 anything compiles.
 """
 
@@ -8,47 +8,52 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from wdax.sweep import chunks
-from wdax.sweep import engine
-from wdax.sweep import preparing
+from wdax.sweep import _job
+from wdax.sweep import _plan
+from wdax.sweep import _runner
+from wdax.sweep import _validation
+from wdax.sweep import errors
 from wdax.sweep import pruning
-from wdax.sweep import settings as _settings
-from wdax.sweep.preparing import Optimizer
+from wdax.sweep._validation import Optimizer
 from wdax.sweep.pruning import Halving
 from wdax.sweep.results import Fit
 from wdax.sweep.results import Result
 from wdax.sweep.results import Selection
+from wdax.sweep.settings import Settings
 from wdax.sweep.space import Space
 from wdax.sweep.tasks import Task
 
 Progress = Callable[[int, int], None] | None
 
 
-def _metric_curves(job: engine.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def _metric_curves(job: _job.Job, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
   names = ('loss', *job.metrics)
   return {f'{prefix}_{m}': values[..., i] for i, m in enumerate(names)}
 
 
-def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
+@errors.out_of_memory()
+def _cross_validate(prep: _validation.Prepared, progress: Progress) -> Result:
   s, job = prep.settings, prep.job
+  assert prep.fold_ids is not None  # made for grid and select, not for fit
   count = len(prep.val_table)
   p, k, r = np.meshgrid(
       np.arange(len(prep.space)), np.arange(count), np.arange(len(s.seeds)), indexing='ij'
   )
   columns = prep.space.columns()
-  trained = chunks.train(
-      job, prep.data, prep.train_table, prep.val_table,
-      {n: c[p.ravel()] for n, c in columns.items()},
-      np.asarray(s.seeds)[r.ravel()], k.ravel(),
+  training = _runner.Training(
+      job=job, data=prep.data, train_table=prep.train_table, eval_table=prep.val_table,
+      hp={n: c[p.ravel()] for n, c in columns.items()},
+      seed=np.asarray(s.seeds)[r.ravel()], split=k.ravel(),
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
-      per_configuration=prep.per_configuration, chunk_size=s.chunk_size,
-      memory=s.memory, progress=progress,
+      per_configuration=prep.per_configuration, chunk_size=s.chunk_size, memory=s.memory,
       rungs=None if s.prune is None else _rungs(s.prune, prep.space, count * len(s.seeds), s.epochs),
   )
+  trained = _runner.train(training, progress)
   shape = (len(prep.space), count, len(s.seeds), len(trained.epochs))
   curves = {}
   for side, prefix in ((0, 'train'), (1, 'val')):
@@ -64,7 +69,7 @@ def _cross_validate(prep: preparing.Prepared, progress: Progress) -> Result:
   )
 
 
-def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> chunks.Rungs:
+def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> _plan.Rungs:
   """The engine's schedule of ``halving``: a point's ``trainings``
   configurations (its folds and seeds, consecutive) go on or stop together."""
   spared = halving.kept(space.points())
@@ -82,7 +87,7 @@ def _rungs(halving: Halving, space: Space, trainings: int, epochs: int) -> chunk
     )
     return groups[going].ravel()
 
-  return chunks.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
+  return _plan.Rungs(halving.rungs(epochs), tuple(n * trainings for n in sizes), advance)
 
 
 def _order(item: tuple[str, Any]) -> tuple[int, int]:
@@ -90,7 +95,6 @@ def _order(item: tuple[str, Any]) -> tuple[int, int]:
   return (side != 'train', metric != 'loss')
 
 
-@_settings.signed()
 def grid(
     task: Task,
     data: Any,
@@ -98,7 +102,16 @@ def grid(
     *,
     optimizer: Optimizer,
     progress: Progress = None,
-    **settings: Any,
+    folds: int | np.ndarray = 5,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    fold_seed: int = 0,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
+    prune: Halving | None = None,
 ) -> Result:
   r"""Cross-validates every point of ``space`` in one compiled, vmapped program.
 
@@ -159,9 +172,7 @@ def grid(
       ``optax.GradientTransformation``. :func:`kind` makes named ones.
     progress: called as ``progress(done, total)`` after each compiled call
       (one per chunk and evaluation).
-    **settings: the fields of :class:`Settings`: ``folds``, ``seeds``,
-      ``epochs``, ``batch_size``, ``fold_seed``, ``evals``, ``devices``,
-      ``chunk_size``, ``memory``, ``prune``.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: the settings, each described at :class:`Settings`.
 
   Returns:
     A :class:`Result`; ``result.best('val_loss')`` is the chosen point, of
@@ -190,11 +201,17 @@ def grid(
     >>> pruned.rungs, pruned.epochs_trained.tolist(), pruned.configuration_epochs
     (array([1, 2]), [1, 2, 1, 2], 12)
   """
-  return _cross_validate(preparing.prepare('grid', task, data, space, optimizer, settings), progress)
+  settings = Settings(
+      folds=folds, seeds=seeds, epochs=epochs, batch_size=batch_size, fold_seed=fold_seed,
+      evals=evals, devices=devices, chunk_size=chunk_size, memory=memory, prune=prune,
+  )
+  prep = _validation.prepare('grid', task, data, space, optimizer, settings)
+  return _cross_validate(prep, progress)
 
 
+@errors.out_of_memory()
 def _refit(
-    job: engine.Job, prep: preparing.Prepared, point: dict[str, float], test: Any,
+    job: _job.Job, prep: _validation.Prepared, point: dict[str, float], test: Any,
     progress: Progress, *, rows: int = 1, exact_chunk: int | None = None,
 ) -> Fit:
   s = prep.settings
@@ -202,14 +219,15 @@ def _refit(
   # the grid's fold tables when a refit reuses the grid's program.
   table = np.ones((rows, prep.n), bool)
   seeds = np.asarray(s.seeds)
-  trained = chunks.train(
-      job, prep.data, table, table,
-      {n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
-      seeds, np.zeros(len(seeds), int),
+  training = _runner.Training(
+      job=job, data=prep.data, train_table=table, eval_table=table,
+      hp={n: np.full(len(seeds), point[n], np.float32) for n in prep.space.names},
+      seed=seeds, split=np.zeros(len(seeds), int),
       epochs=s.epochs, evals=s.evals, devices=prep.devices,
-      per_configuration=prep.per_configuration, progress=progress,
-      keep_params=True, test=test, exact_chunk=exact_chunk,
+      per_configuration=prep.per_configuration, keep_params=True, test=test,
+      exact_chunk=exact_chunk,
   )
+  trained = _runner.train(training, progress)
   curves = _metric_curves(job, trained.metrics[:, :, 0], 'train')
   if trained.test is not None:
     curves.update(_metric_curves(job, trained.test, 'test'))
@@ -219,7 +237,6 @@ def _refit(
   )
 
 
-@_settings.signed(exclude=_settings.GRID_ONLY)
 def fit(
     task: Task,
     data: Any,
@@ -228,7 +245,13 @@ def fit(
     optimizer: Optimizer,
     test: Any = None,
     progress: Progress = None,
-    **settings: Any,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
 ) -> Fit:
   r"""Trains ``task`` at one point on all of ``data``, once per seed.
 
@@ -250,8 +273,8 @@ def fit(
     optimizer: as for :func:`grid`.
     test: optional held-out data.
     progress: as for :func:`grid`.
-    **settings: the fields of :class:`Settings` but ``folds`` and
-      ``fold_seed``.
+    seeds, epochs, batch_size, evals, devices, chunk_size, memory: the
+      settings, as for :func:`grid`.
 
   Returns:
     A :class:`Fit`: ``.params`` and, in ``.test``, the test metrics.
@@ -275,10 +298,14 @@ def fit(
   if not point:
     raise ValueError('point is empty: give one value per name, e.g. {"rate": 1e-2}.')
   for name, value in point.items():
-    if isinstance(value, (list, tuple, str, bytes)) or getattr(value, 'ndim', 0):
+    if isinstance(value, (list, tuple, str, bytes)) or np.ndim(value) != 0:
       raise ValueError(f'point[{name!r}] must be one number; got {value!r}.')
+  settings = Settings(
+      seeds=seeds, epochs=epochs, batch_size=batch_size, evals=evals, devices=devices,
+      chunk_size=chunk_size, memory=memory,
+  )
   space = {name: [value] for name, value in point.items()}
-  prep = preparing.prepare('fit', task, data, space, optimizer, settings, test=test)
+  prep = _validation.prepare('fit', task, data, space, optimizer, settings, test=test)
   return _refit(prep.job, prep, prep.space.points()[0], prep.test, progress)
 
 
@@ -288,7 +315,6 @@ def fit(
 _REUSE_PER_DEVICE = 20
 
 
-@_settings.signed()
 def select(
     task: Task,
     data: Any,
@@ -301,7 +327,16 @@ def select(
     one_se: bool | str = False,
     progress: Progress = None,
     refit_progress: Progress = None,
-    **settings: Any,
+    folds: int | np.ndarray = 5,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 32,
+    fold_seed: int = 0,
+    evals: int = 10,
+    devices: int | Sequence[Any] | None = None,
+    chunk_size: int | None = None,
+    memory: int | None = None,
+    prune: Halving | None = None,
 ) -> Selection:
   r"""Cross-validates ``space``, chooses a point and refits it: :func:`grid`,
   :meth:`Result.choose`, then :func:`fit`.
@@ -329,7 +364,7 @@ def select(
     one_se: as for :meth:`Result.choose`.
     progress: ``progress`` of the grid.
     refit_progress: ``progress`` of the refit.
-    **settings: as for :func:`grid`.
+    folds, seeds, epochs, batch_size, fold_seed, evals, devices, chunk_size, memory, prune: as for :func:`grid`.
 
   Returns:
     A :class:`Selection`.
@@ -347,7 +382,11 @@ def select(
     >>> found.refit.point == found.choice.point == found.result.best('val_loss')
     True
   """
-  prep = preparing.prepare(
+  settings = Settings(
+      folds=folds, seeds=seeds, epochs=epochs, batch_size=batch_size, fold_seed=fold_seed,
+      evals=evals, devices=devices, chunk_size=chunk_size, memory=memory, prune=prune,
+  )
+  prep = _validation.prepare(
       'select', task, data, space, optimizer, settings, test=test,
       choice=(metric, mode, one_se),
   )
@@ -361,6 +400,6 @@ def select(
         exact_chunk=result.chunk_size,
     )
   else:
-    refit_job = preparing.guarded(job, np.ones((1, prep.n), bool))
+    refit_job = _validation.guarded(job, np.ones((1, prep.n), bool))
     refit = _refit(refit_job, prep, choice.point, test, refit_progress)
   return Selection(result=result, choice=choice, refit=refit)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import Callable
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from wdax.sweep import checks
+from wdax.sweep import _checks
 from wdax.sweep.pruning import Halving
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, init=False)
 class Settings:
   """How :func:`~wdax.sweep.grid`, :func:`~wdax.sweep.fit` and
-  :func:`~wdax.sweep.select` train; each is also a keyword argument of theirs.
+  :func:`~wdax.sweep.select` train; each is also a keyword-only argument of
+  theirs, with the same default (``tests/test_sweep_settings.py`` checks
+  that they agree). Made once and checked when made, in normal forms:
+  ``seeds`` a tuple, ``folds`` a count or a read-only int64 vector,
+  ``devices`` a count or a tuple.
 
   Attributes:
     folds: the number of folds (at least 2), made by the task's rule
@@ -58,102 +61,81 @@ class Settings:
     ValueError: batch_size must be an int >= 1; got 0.
   """
 
-  folds: int | np.ndarray = 5
-  seeds: int | Sequence[int] = 1
-  epochs: int = 20
-  batch_size: int = 32
-  fold_seed: int = 0
-  evals: int = 10
-  devices: int | Sequence[Any] | None = None
-  chunk_size: int | None = None
-  memory: int | None = None
-  prune: Halving | None = None
+  folds: int | np.ndarray
+  seeds: tuple[int, ...]
+  epochs: int
+  batch_size: int
+  fold_seed: int
+  evals: int
+  devices: int | tuple[Any, ...] | None
+  chunk_size: int | None
+  memory: int | None
+  prune: Halving | None
 
-  def __post_init__(self):
-    def put(name, value):
-      object.__setattr__(self, name, value)
-
-    if isinstance(self.folds, (int, np.integer)) and not isinstance(self.folds, bool):
-      put('folds', checks.integer(self.folds, 'folds', 2))
-    else:
-      ids = np.asarray(self.folds)
-      if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
-        raise ValueError(
-            'folds must be a count or a vector of int fold ids, one per '
-            f'example; got {_describe(self.folds)}.'
-        )
-      ids = ids.astype(np.int64)
-      ids.setflags(write=False)
-      put('folds', ids)
-    put('seeds', checks.seeds(self.seeds))
-    put('epochs', checks.integer(self.epochs, 'epochs', 1))
-    put('batch_size', checks.integer(self.batch_size, 'batch_size', 1))
-    put('fold_seed', checks.integer(self.fold_seed, 'fold_seed', 0))
-    put('evals', checks.integer(self.evals, 'evals', 1))
-    if self.chunk_size is not None:
-      put('chunk_size', checks.integer(self.chunk_size, 'chunk_size', 1))
-    if self.memory is not None:
-      put('memory', checks.integer(self.memory, 'memory', 1))
-    if self.prune is not None:
-      if not isinstance(self.prune, Halving):
+  def __init__(
+      self,
+      *,
+      folds: int | np.ndarray = 5,
+      seeds: int | Sequence[int] = 1,
+      epochs: int = 20,
+      batch_size: int = 32,
+      fold_seed: int = 0,
+      evals: int = 10,
+      devices: int | Sequence[Any] | None = None,
+      chunk_size: int | None = None,
+      memory: int | None = None,
+      prune: Halving | None = None,
+  ) -> None:
+    put = functools.partial(object.__setattr__, self)
+    put('folds', _fold_setting(folds))
+    put('seeds', _checks.seeds(seeds))
+    put('epochs', _checks.integer(epochs, 'epochs', 1))
+    put('batch_size', _checks.integer(batch_size, 'batch_size', 1))
+    put('fold_seed', _checks.integer(fold_seed, 'fold_seed', 0))
+    put('evals', _checks.integer(evals, 'evals', 1))
+    put('chunk_size', None if chunk_size is None else _checks.integer(chunk_size, 'chunk_size', 1))
+    put('memory', None if memory is None else _checks.integer(memory, 'memory', 1))
+    if prune is not None:
+      if not isinstance(prune, Halving):
         raise ValueError(
             'prune must be None or a sweep.Halving(min_epochs, reduction_factor); '
-            f'got {self.prune!r}.'
+            f'got {prune!r}.'
         )
-      self.prune.rungs(self.epochs)
-    devices = self.devices
-    if devices is not None and not (
-        isinstance(devices, (int, np.integer)) and not isinstance(devices, bool)
-    ):
-      if isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence):
-        raise ValueError(
-            f'devices must be None, a count or a list of devices; got {devices!r}.'
-        )
-      if not devices:
-        raise ValueError('devices is empty.')
-      put('devices', tuple(devices))
-    elif devices is not None:
-      put('devices', checks.integer(devices, 'devices', 1))
+      prune.rungs(self.epochs)
+    put('prune', prune)
+    put('devices', _device_setting(devices))
 
 
-# Settings that only cross-validation reads.
+# Settings that only cross-validation reads: not keywords of fit.
 GRID_ONLY = ('folds', 'fold_seed', 'prune')
+
+
+def _fold_setting(folds: Any) -> int | np.ndarray:
+  if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+    return _checks.integer(folds, 'folds', 2)
+  ids = np.asarray(folds)
+  if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
+    raise ValueError(
+        'folds must be a count or a vector of int fold ids, one per '
+        f'example; got {_describe(folds)}.'
+    )
+  ids = ids.astype(np.int64)
+  ids.setflags(write=False)
+  return ids
+
+
+def _device_setting(devices: Any) -> int | tuple[Any, ...] | None:
+  if devices is None:
+    return None
+  if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+    return _checks.integer(devices, 'devices', 1)
+  if isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence):
+    raise ValueError(f'devices must be None, a count or a list of devices; got {devices!r}.')
+  if not devices:
+    raise ValueError('devices is empty.')
+  return tuple(devices)
 
 
 def _describe(value: Any) -> str:
   array = np.asarray(value)
   return f'{type(value).__name__} of shape {array.shape} and dtype {array.dtype}'
-
-
-def make(fn: str, given: dict[str, Any], *, exclude: Sequence[str] = ()) -> Settings:
-  """``Settings(**given)``, where ``fn`` takes every field but ``exclude``.
-
-  An unknown name is a ``TypeError`` naming it and the known ones.
-  """
-  known = [f.name for f in dataclasses.fields(Settings) if f.name not in exclude]
-  unknown = sorted(set(given) - set(known))
-  if unknown:
-    raise TypeError(
-        f'{fn}() got unknown setting(s) {", ".join(map(repr, unknown))}; its '
-        f'settings are {", ".join(known)}.'
-    )
-  return Settings(**given)
-
-
-def signed(exclude: Sequence[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-  """Gives a function taking ``**settings`` the full signature: its own
-  parameters, then each setting by name with its default, so ``help`` and
-  ``inspect.signature`` show the settings although they are written once."""
-
-  def decorate(fn):
-    own = inspect.signature(fn)
-    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    params += [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
-        for f in dataclasses.fields(Settings)
-        if f.name not in exclude
-    ]
-    fn.__signature__ = own.replace(parameters=params)
-    return fn
-
-  return decorate

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from wdax.sweep import checks
+from wdax.sweep import _checks
 
 # Names that mean one thing across wdax, with the values they allow.
 _NON_NEGATIVE = ('rate', 'lr')
@@ -124,7 +124,7 @@ def uses(
         'optimizer must be a callable returning an optax.GradientTransformation, '
         f'e.g. lambda rate: wdax.adamw(1e-3, weight_decay=rate); got {optimizer!r}.'
     )
-  accepted, required, anything = checks.keywords(optimizer, 'optimizer')
+  accepted, required, anything = _checks.keywords(optimizer, 'optimizer')
   missing = sorted(required - set(space.names))
   if missing:
     raise ValueError(

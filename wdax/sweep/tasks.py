@@ -46,8 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wdax.sweep import checks
-from wdax.sweep import networks
+from wdax.sweep import _checks
+from wdax.sweep import _networks
 
 FOLDS = ('shuffled', 'stratified', 'contiguous')
 
@@ -104,18 +104,18 @@ class Task:
       )
     if (self.folds == 'stratified') != (self.labels is not None):
       raise ValueError("Task: give labels exactly when folds='stratified'.")
-    checks.keywords(self.loss, 'Task loss')
+    _checks.keywords(self.loss, 'Task loss')
 
   @property
   def weighted(self) -> bool:
     """Whether ``loss`` takes ``weight``."""
-    accepted, _, anything = checks.keywords(self.loss, 'Task loss')
+    accepted, _, anything = _checks.keywords(self.loss, 'Task loss')
     return anything or 'weight' in accepted
 
   @property
   def stateful(self) -> bool:
     """Whether ``loss`` takes ``state``."""
-    accepted, _, anything = checks.keywords(self.loss, 'Task loss')
+    accepted, _, anything = _checks.keywords(self.loss, 'Task loss')
     return anything or 'state' in accepted
 
 
@@ -155,7 +155,7 @@ def _rows(data: Any, key: str, task: str) -> np.ndarray:
   return rows
 
 
-def _outputs(network: networks.Network, x: Any) -> jax.ShapeDtypeStruct:
+def _outputs(network: _networks.Network, x: Any) -> jax.ShapeDtypeStruct:
   """The model's output shape on one example, with nothing computed."""
   one = jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), np.asarray(x).dtype)
 
@@ -182,7 +182,7 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax
 
 @dataclasses.dataclass(frozen=True)
 class _Classify:
-  network: networks.Network
+  network: _networks.Network
 
   def init(self, key, batch):
     return self.network.init(key, batch['x'])
@@ -211,7 +211,7 @@ class _Classify:
 
 @dataclasses.dataclass(frozen=True)
 class _Regress:
-  network: networks.Network
+  network: _networks.Network
 
   def init(self, key, batch):
     return self.network.init(key, batch['x'])
@@ -252,7 +252,7 @@ class _Regress:
 
 @dataclasses.dataclass(frozen=True)
 class _Predict:
-  network: networks.Network
+  network: _networks.Network
 
   def init(self, key, batch):
     return self.network.init(key, batch['tokens'][:, :-1])
@@ -313,7 +313,7 @@ def classifier(model: Any) -> Task:
 
   Args:
     model: a ``flax.linen`` Module, or a function ``rngs -> nnx.Module``,
-      mapping a batch of ``x`` to logits; see :mod:`wdax.sweep.networks` for
+      mapping a batch of ``x`` to logits; see :mod:`wdax.sweep._networks` for
       BatchNorm, dropout and the keywords it may take.
 
   Returns:
@@ -325,7 +325,7 @@ def classifier(model: Any) -> Task:
     >>> task.hyperparameters, task.folds
     (('dropout',), 'stratified')
   """
-  return _task(_Classify(networks.Network.of(model)), folds='stratified', labels=_labels)
+  return _task(_Classify(_networks.Network.of(model)), folds='stratified', labels=_labels)
 
 
 def regressor(model: Any) -> Task:
@@ -354,7 +354,7 @@ def regressor(model: Any) -> Task:
     >>> sweep.regressor(sweep.MLP(hidden=(8,), outputs=1)).folds
     'shuffled'
   """
-  return _task(_Regress(networks.Network.of(model)))
+  return _task(_Regress(_networks.Network.of(model)))
 
 
 def language_model(model: Any) -> Task:
@@ -386,4 +386,4 @@ def language_model(model: Any) -> Task:
     >>> sweep.language_model(model).folds
     'contiguous'
   """
-  return _task(_Predict(networks.Network.of(model)), folds='contiguous')
+  return _task(_Predict(_networks.Network.of(model)), folds='contiguous')

@@ -1,4 +1,4 @@
-"""Tests of wdax.cli.summary and what it reports: no decay as the baseline,
+"""Tests of wdax.cli.report and what it reports: no decay as the baseline,
 several kinds, learning rates and dropout rates swept with the rate, pruned
 sweeps, and results.json, each against numbers worked out by hand from the
 results' own arrays."""
@@ -13,7 +13,7 @@ import pytest
 
 from wdax import cli
 from wdax import sweep
-from wdax.cli import summary
+from wdax.cli import report as cli_report
 
 TINY = ['--epochs', '2', '--hidden', '16', '--batch-size', '32', '--quiet', '--devices', '1']
 
@@ -142,23 +142,6 @@ def test_learning_rates_swept_with_the_rate_and_the_best_product(tmp_path, capsy
   assert 'lr·rate spans x3.33 across learning rates, the best rate x1: the product is stable' in out
 
 
-def test_stability_by_hand():
-  rows = [
-      {'lr': 1e-3, 'rate': 1.0, 'product': 1e-3},
-      {'lr': 3e-3, 'rate': 1.0, 'product': 3e-3},
-      {'lr': 1e-2, 'rate': 0.0, 'product': 0.0},
-  ]
-  s = summary.stability(rows, [0.0, 0.1, 1.0, 10.0])
-  # Two learning rates chose decay; their products differ x3 < the grid's x10.
-  assert s == {
-      'grid_step': pytest.approx(10.0), 'with_decay': 2, 'learning_rates': 3,
-      'products_span': pytest.approx(3.0), 'rates_span': 1.0, 'stable': True,
-  }
-  s = summary.stability(rows, [0.0, 1.0, 2.0])
-  assert s['stable'] is False and s['grid_step'] == 2.0
-  assert summary.stability(rows[2:], [0.0, 1.0])['stable'] is None
-
-
 def test_dropout_swept_with_the_rate_reaches_the_model(tmp_path, capsys):
   args = ['--rates', '1', '--folds', '2', *TINY]
   plain, _ = _sweep(tmp_path / 'a', capsys, *args)
@@ -205,6 +188,8 @@ def test_results_json_holds_what_it_takes_to_rerun(tmp_path, capsys):
 
   args = ['--rates', '1', '--folds', '2', *TINY]
   report, _ = _sweep(tmp_path, capsys, *args)
+  assert report['schema_version'] == cli_report.SCHEMA_VERSION == 1
+  assert list(report)[:2] == ['schema_version', 'wdax']
   assert report['command'] == ['wdax', 'sweep', *args, '--out', str(tmp_path / 'out')]
   assert (report['wdax'], report['jax'], report['optax'], report['flax']) == (
       wdax.__version__, jax.__version__, optax.__version__, flax.__version__

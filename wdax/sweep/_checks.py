@@ -1,10 +1,8 @@
-"""What the sweep's modules share: argument checks, each error naming the
-argument, a small cache, and a pause of the garbage collector for tracing."""
+"""The argument checks the sweep's modules share, each error naming the
+argument."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import inspect
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -50,46 +48,3 @@ def keywords(fn: Callable[..., Any], name: str) -> tuple[frozenset[str], frozens
       if p.default is p.empty:
         required.add(p.name)
   return frozenset(accepted), frozenset(required), anything
-
-
-def hashable(*args: Any) -> bool:
-  """Whether ``args`` can key a cache."""
-  try:
-    hash(args)
-  except TypeError:
-    return False
-  return True
-
-
-# Recent entries only: a long session of sweeps keeps the last few.
-_KEEP = 8
-
-
-def remember(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
-  """``cache[key]``, made by ``make()`` when missing; the cache keeps the
-  last few keys, and an unhashable key is made afresh every time."""
-  if not hashable(key):
-    return make()
-  if key not in cache:
-    cache[key] = make()
-    while len(cache) > _KEEP:
-      del cache[next(iter(cache))]
-  return cache[key]
-
-
-@contextlib.contextmanager
-def collector_paused():
-  """Pauses Python's cyclic garbage collector while programs are traced.
-
-  Tracing allocates many short-lived objects, and the full collections they
-  trigger walk every object JAX, Flax and optax hold: about a third of the
-  tracing time. All tracing happens in the calling thread; the pool threads
-  only compile.
-  """
-  enabled = gc.isenabled()
-  gc.disable()
-  try:
-    yield
-  finally:
-    if enabled:
-      gc.enable()

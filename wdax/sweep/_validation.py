@@ -16,10 +16,12 @@ import jax
 import numpy as np
 import optax
 
-from wdax.sweep import checks
-from wdax.sweep import engine
+from wdax.sweep import _cache
+from wdax.sweep import _collector
+from wdax.sweep import _devices
+from wdax.sweep import _job
+from wdax.sweep import _memory
 from wdax.sweep import folds as _folds
-from wdax.sweep import planning
 from wdax.sweep import results
 from wdax.sweep import settings as _settings
 from wdax.sweep.pruning import Halving
@@ -38,7 +40,7 @@ class Prepared:
   data: Any
   n: int
   space: Space
-  job: engine.Job
+  job: _job.Job
   devices: list[Any]
   per_configuration: int
   fold_ids: np.ndarray | None  # None for fit
@@ -50,26 +52,26 @@ class Prepared:
 _DESCRIBED: dict[Any, Any] = {}
 
 
-def _describe(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int]:
+def _describe(job: _job.Job, data: Any, batch_size: int) -> tuple[_job.Job, int]:
   """``job`` with its metric names and minibatch rule, and the memory
   estimate, from tracing alone; ``ValueError`` for a loss that does not keep
   the contract."""
   shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
   leaves, treedef = jax.tree.flatten(shapes)
-  return checks.remember(
+  return _cache.remember(
       _DESCRIBED, (job, treedef, tuple(leaves), batch_size),
       lambda: _trace(job, shapes, batch_size),
   )
 
 
-def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int]:
+def _trace(job: _job.Job, data: Any, batch_size: int) -> tuple[_job.Job, int]:
   key = jax.random.key(0)
   first = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), data)
   params, state = jax.eval_shape(job.init, key, first)
   hp = {n: jax.ShapeDtypeStruct((), np.float32) for n in job.names}
   rows = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype), data)
   weight = jax.ShapeDtypeStruct((batch_size,), np.float32)
-  forward, out = planning.traced(job.loss, params, state, rows, key, hp, weight)
+  forward, out = _memory.traced(job.loss, params, state, rows, key, hp, weight)
   expected = '(loss, metrics, state)' if job.task.stateful else '(loss, metrics)'
   if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[1], Mapping)):
     raise ValueError(f'the task loss must return {expected}; got {out!r}.')
@@ -85,7 +87,7 @@ def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int
           f'the task metric {name!r} must be a scalar under a name other than '
           "'loss'."
       )
-  if jax.tree.structure(new_state) != jax.tree.structure(state):
+  if _structure(new_state) != _structure(state):
     raise ValueError(
         'the state the task loss returns differs in structure from the one '
         f'init made: {jax.tree.structure(new_state)} vs {jax.tree.structure(state)}.'
@@ -95,12 +97,12 @@ def _trace(job: engine.Job, data: Any, batch_size: int) -> tuple[engine.Job, int
   # An evaluation over every example, and a minibatch forward, backward and
   # spare, at the forward pass's bytes per example.
   rows_at_once = jax.tree.leaves(data)[0].shape[0] + 3 * batch_size
-  return job, planning.bytes_per_configuration(
+  return job, _memory.bytes_per_configuration(
       params, opt_state, state, forward / batch_size, rows_at_once
   )
 
 
-def _transformation(job: engine.Job, hp: dict[str, Any]) -> optax.GradientTransformation:
+def _transformation(job: _job.Job, hp: dict[str, Any]) -> optax.GradientTransformation:
   tx = job.tx(hp)
   if not isinstance(tx, optax.GradientTransformation):
     raise TypeError(
@@ -110,18 +112,24 @@ def _transformation(job: engine.Job, hp: dict[str, Any]) -> optax.GradientTransf
   return tx
 
 
-def _full_batches(job: engine.Job, state: Any) -> bool:
+def _full_batches(job: _job.Job, state: Any) -> bool:
   """Whether an epoch's partial last minibatch sits out: when the loss
   cannot weight its padding away, or the model has state (BatchNorm), whose
   forward pass over a batch would see the padding rows."""
   return not job.task.weighted or bool(jax.tree.leaves(state))
 
 
+def _structure(tree: Any) -> Any:
+  """``jax.tree.structure(tree)``, typed ``Any``: the type checker sees no
+  comparison of jax's ``PyTreeDef``."""
+  return jax.tree.structure(tree)
+
+
 def _check_test(task: Task, data: Any, test: Any) -> Any:
   if test is None:
     return None
   test, _ = _folds.check_data(test, 'test')
-  if jax.tree.structure(test) != jax.tree.structure(data):
+  if _structure(test) != _structure(data):
     raise ValueError(
         f'test must have the structure of data: {jax.tree.structure(test)} vs '
         f'{jax.tree.structure(data)}.'
@@ -143,20 +151,21 @@ def prepare(
     data: Any,
     space: Any,
     optimizer: Optimizer,
-    given: dict[str, Any],
+    settings: _settings.Settings,
     *,
     test: Any = None,
     choice: tuple[str, str | None, bool | str] | None = None,
 ) -> Prepared:
-  """Checks every argument of ``fn``; the one place the sweep validates,
-  before anything compiles."""
-  with checks.collector_paused():
-    return _check(fn, task, data, space, optimizer, given, test, choice)
+  """Checks every argument of ``fn`` but the settings (checked when made);
+  the one place the sweep validates, before anything compiles."""
+  with _collector.collector_paused():
+    return _check(fn, task, data, space, optimizer, settings, test, choice)
 
 
-def _check(fn, task, data, space, optimizer, given, test, choice) -> Prepared:
-  exclude = _settings.GRID_ONLY if fn == 'fit' else ()
-  settings = _settings.make(fn, given, exclude=exclude)
+def _check(
+    fn: str, task: Task, data: Any, space: Any, optimizer: Optimizer,
+    settings: _settings.Settings, test: Any, choice: tuple[str, str | None, bool | str] | None,
+) -> Prepared:
   if not isinstance(task, Task):
     raise TypeError(
         f'{fn}(): task must be a sweep.Task (e.g. sweep.classifier(model)); got '
@@ -167,8 +176,8 @@ def _check(fn, task, data, space, optimizer, given, test, choice) -> Prepared:
   to_optimizer = uses(space, optimizer, task.hyperparameters)
   if task.check is not None:
     task.check(data)
-  devices = planning.devices(settings.devices)
-  job = engine.Job(
+  devices = _devices.devices(settings.devices)
+  job = _job.Job(
       task=task, optimizer=optimizer, to_optimizer=to_optimizer, names=space.names,
       metrics=(), batch_size=settings.batch_size, full_batches=False, guard=False,
   )
@@ -209,9 +218,9 @@ def _check_prune(halving: Halving, space: Space) -> None:
     raise ValueError(f'prune: no point of the space has the values keep={dict(halving.keep)!r}.')
 
 
-def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None:
+def _check_batches(job: _job.Job, train_table: np.ndarray, where: str) -> None:
   count = (train_table > 0).sum(axis=1)
-  short = np.flatnonzero(engine.minibatches(job, train_table) == 0)
+  short = np.flatnonzero(_job.minibatches(job, train_table) == 0)
   if short.size:
     why = 'a model with state' if job.task.weighted else 'a loss without weight'
     raise ValueError(
@@ -221,7 +230,7 @@ def _check_batches(job: engine.Job, train_table: np.ndarray, where: str) -> None
     )
 
 
-def guarded(job: engine.Job, train_table: np.ndarray) -> engine.Job:
+def guarded(job: _job.Job, train_table: np.ndarray) -> _job.Job:
   """``job``, guarding steps when its training sets differ in minibatches."""
-  batches = engine.minibatches(job, train_table)
+  batches = _job.minibatches(job, train_table)
   return dataclasses.replace(job, guard=bool(len(np.unique(batches)) > 1))

@@ -84,7 +84,7 @@ class Network:
     return ('dropout',) if 'dropout' in self.keywords else ()
 
   def _kwargs(self, hp: dict[str, Any], train: bool, key: Any) -> dict[str, Any]:
-    accepted, out = self.keywords, {}
+    accepted, out = self.keywords, dict[str, Any]()
     if 'train' in accepted:
       out['train'] = train
     if 'deterministic' in accepted:
@@ -101,8 +101,9 @@ class Network:
       variables = dict(self.module.init(key, x, **self._kwargs({}, False, None)))
       params = variables.pop('params', {})
       return params, variables
-    model = self.factory(nnx.Rngs(key))
-    _, params, state = nnx.split(model, nnx.Param, ...)
+    assert self.factory is not None  # a Network holds a module or a factory
+    _, params, *rest = nnx.split(self.factory(nnx.Rngs(key)), nnx.Param, ...)
+    state = rest[0]  # what ``...`` takes: everything but the parameters
     return nnx.as_pure(params), nnx.as_pure(state)
 
   def apply(
