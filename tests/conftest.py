@@ -12,6 +12,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from support import examples
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 # `wdax sweep` keeps compiled programs in the user's cache folder by
@@ -57,6 +58,13 @@ def data_file(tmp_path_factory):
   path = tmp_path_factory.mktemp('data') / 'blobs.npz'
   np.savez(path, x=x, y=y)
   return str(path)
+
+
+def pytest_configure(config):
+  """The fast loop (a marker expression that deselects ``slow``) draws fewer
+  hypothesis examples (tests/support/examples.py); the full suite draws each
+  test's full count."""
+  examples.fast_loop = 'not slow' in (config.option.markexpr or '')
 
 
 def pytest_collection_modifyitems(config, items):

@@ -121,6 +121,7 @@ def _nnx_loss(model, batch):
   return jnp.mean((model(batch['x']) - batch['y']) ** 2)
 
 
+@pytest.mark.slow  # NNX twin of the Linen resume test, which stays in the fast loop (3.5 CPU-s)
 def test_nnx_run_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path):
   # Dropout draws from the model's RNG stream: its key and counter must come
   # back too, or the resumed run drops other units.

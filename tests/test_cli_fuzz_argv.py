@@ -15,6 +15,7 @@ from support.cli_fuzzing import DESCRIBE
 from support.cli_fuzzing import GOOD
 from support.cli_fuzzing import SETTINGS
 from support.cli_fuzzing import check
+from support.examples import examples
 
 pytestmark = pytest.mark.usefixtures('devices_started')
 
@@ -28,7 +29,7 @@ _TOKENS = (
 )
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=examples(150), **SETTINGS)
 @given(
     command=st.sampled_from(['sweep', 'describe', '', 'sweeps', '--help', '-x']),
     tokens=st.lists(_TOKENS, max_size=8),

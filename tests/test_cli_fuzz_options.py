@@ -18,6 +18,7 @@ from support.cli_fuzzing import JUNK
 from support.cli_fuzzing import SETTINGS
 from support.cli_fuzzing import check
 from support.cli_fuzzing import flag_value
+from support.examples import examples
 
 from wdax.cli.requests import CRITERIA
 from wdax.sweep.datasets import NAMES as DATASETS
@@ -36,7 +37,7 @@ def _bad_out(out):
 # --- one bad option ---------------------------------------------------------
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=examples(200), **SETTINGS)
 @given(data=st.data())
 def test_one_bad_option_is_refused_by_name(data, data_file):
   flag = data.draw(st.sampled_from([*BAD, '--data', '--out', '--cache']), label='flag')

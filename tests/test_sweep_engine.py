@@ -47,6 +47,7 @@ def test_chunks_give_the_result_of_one_chunk():
     np.testing.assert_allclose(by_memory.curves[name], whole.curves[name], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow  # three grids (7 CPU-s)
 def test_the_learning_rate_swept_beside_the_rate_equals_separate_grids():
   data = _classes()
   task = sweep.classifier(sweep.MLP(hidden=(8,), outputs=3))

@@ -11,7 +11,6 @@ built-in tasks, ``kind``, ``Halving``) are fuzzed the same way.
 """
 
 import math
-import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,13 +19,14 @@ import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from support.examples import examples
 from support.strategies import Bad
 from support.strategies import bad_numbers
 
 import wdax
 from wdax import sweep
 
-FUZZ = settings(max_examples=int(os.environ.get('WDAX_FUZZ_EXAMPLES', '25')), deadline=None)
+FUZZ = settings(max_examples=examples(25), deadline=None)
 
 _TASK = sweep.classifier(sweep.MLP(hidden=(2,), outputs=2))
 
@@ -326,7 +326,8 @@ def _line(n=12):
 _SGD = dict(optimizer=lambda lr: optax.sgd(lr), seeds=2, epochs=2, evals=2, batch_size=4)
 
 
-@pytest.mark.parametrize('where', [0, 1, 2])
+# The fast loop diverges the first point; the full suite each of the three.
+@pytest.mark.parametrize('where', [0, *(pytest.param(w, marks=pytest.mark.slow) for w in (1, 2))])
 @pytest.mark.parametrize('prune', [None, sweep.Halving(1, 2), sweep.Halving(1, 2, one_se='lr')])
 def test_a_diverging_point_leaves_every_other_point_bitwise_unchanged(where, prune):
   # The same grid twice, but for one learning rate: 1e12 diverges to NaN

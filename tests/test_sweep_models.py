@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from wdax import sweep
 
@@ -29,6 +30,7 @@ def test_mlp_flattens_and_drops_out_only_when_training():
   assert dropped.shape == (2, 3) and not np.allclose(dropped, plain)
 
 
+@pytest.mark.slow  # the transformer, both heads (8 CPU-s); its doctest stays in the fast loop
 def test_tiny_transformer_classifies_or_predicts_causally():
   tokens = jnp.array([[1, 2, 3, 4], [4, 3, 2, 1]])
   classifier = sweep.TinyTransformer(vocab=5, width=8, heads=2, blocks=1, classes=3)

@@ -237,6 +237,7 @@ def _counted(traces):
   return dataclasses.replace(task, loss=loss)
 
 
+@pytest.mark.slow  # pruned grids counted for traces (6 CPU-s)
 def test_the_rungs_run_one_compiled_program():
   settings = dict(optimizer=sweep.kind('adamw', lr=3e-2), folds=2, epochs=4, batch_size=8, chunk_size=4)
   space = {'rate': [0.0, 0.01, 0.1, 1.0, 3.0, 10.0]}
@@ -287,6 +288,7 @@ def test_evaluations_stay_where_they_were_and_rung_ends_are_added():
   )
 
 
+@pytest.mark.slow  # a pruned select, its refit and its loop (8 CPU-s)
 def test_select_chooses_among_the_finished_points_and_refits_with_the_grids_program():
   data = _classes()
   space = {'rate': [0.0, 0.1, 1.0, 3.0]}

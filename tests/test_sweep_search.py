@@ -104,6 +104,7 @@ def test_user_fold_ids():
     np.testing.assert_allclose(result.curves['val_loss'][0, k, 0, -1], np.mean(0.5 * err**2), rtol=2e-5)
 
 
+@pytest.mark.slow  # a fit and its loop (7 CPU-s); fit stays in the fast loop through select and its doctest
 def test_fit_equals_a_loop_and_returns_its_parameters():
   data = _classes()
   train = {k: v[:45] for k, v in data.items()}

@@ -41,7 +41,8 @@ def _assert_metrics(result, i, k, expected, rtol=2e-5):
 # --- classifier, linen --------------------------------------------------------
 
 
-@pytest.mark.parametrize('kind', ['l2', 'decoupled'])
+# The l2 twin runs in the full suite only (5 CPU-s).
+@pytest.mark.parametrize('kind', [pytest.param('l2', marks=pytest.mark.slow), 'decoupled'])
 def test_classifier_grid_equals_a_loop(kind):
   data = _classes()
   model = sweep.MLP(hidden=(8,), outputs=3)
@@ -91,6 +92,7 @@ class _Normed(nn.Module):
     return nn.Dense(3)(nn.relu(x))
 
 
+@pytest.mark.slow  # a BatchNorm grid and its loop (5 CPU-s)
 def test_batch_norm_statistics_are_carried_and_used_at_evaluation():
   data = _classes()
   model = _Normed()
@@ -126,6 +128,7 @@ def test_batch_norm_statistics_are_carried_and_used_at_evaluation():
     _assert_metrics(result, 0, k, {'val_loss': _cross_entropy(logits, data['y'][val])})
 
 
+@pytest.mark.slow  # dropout swept, and a loop per point (8 CPU-s)
 def test_dropout_swept_beside_the_rate():
   data = _classes()
   model = sweep.MLP(hidden=(16,), outputs=3)
@@ -181,6 +184,7 @@ def _nnx_net(rngs):
   return _NnxNet(rngs)
 
 
+@pytest.mark.slow  # an NNX grid and its loop (9 CPU-s)
 def test_nnx_model_grid_equals_a_loop():
   data = _classes()
   rates = [0.0, 0.5]
@@ -221,6 +225,7 @@ def test_nnx_model_grid_equals_a_loop():
 # --- regressor --------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a regressor grid and its loop (7 CPU-s); r2 stays in the fast loop
 def test_regressor_grid_equals_a_loop_and_r2_is_sklearns():
   rng = np.random.default_rng(1)
   x = rng.normal(size=(50, 3)).astype(np.float32)
@@ -280,6 +285,7 @@ def test_r2_of_several_targets_is_sklearns_uniform_average():
 # --- language model ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a transformer grid and its loop, the heaviest test of the fast loop (25 CPU-s)
 def test_language_model_grid_equals_a_loop():
   rng = np.random.default_rng(2)
   # Rows of a repeating pattern with noise: something to learn.
@@ -401,6 +407,7 @@ class _Deterministic(nn.Module):
     return nn.Dense(3)(x)
 
 
+@pytest.mark.slow  # two grids of a dropout model (6 CPU-s)
 def test_a_deterministic_flag_is_the_negation_of_training():
   data = _classes()
   model = _Deterministic()

@@ -9,14 +9,14 @@ and hyperparameters from the same pools (``bad_rates``, ``bad_numbers``,
 
 Examples stay small (a few leaves of a few elements), so that a test runs in
 well under a second per example on a CPU. ``FUZZ`` is the settings every fuzz
-test uses: ``WDAX_FUZZ_EXAMPLES=1000 pytest tests/test_api_fuzz*.py`` searches
-deeper than the suite's default.
+test uses: 40 examples in the full suite, fewer in the fast loop
+(tests/support/examples.py); ``WDAX_FUZZ_EXAMPLES=1000 pytest
+tests/test_api_fuzz*.py`` searches deeper than either.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 from typing import NamedTuple
 
@@ -27,10 +27,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 import wdax
+from support.examples import examples
 
-FUZZ = settings(
-    max_examples=int(os.environ.get('WDAX_FUZZ_EXAMPLES', '40')), deadline=None
-)
+FUZZ = settings(max_examples=examples(40), deadline=None)
 
 # Leaf dtypes a params tree may hold, and which of them wdax decays.
 FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
