@@ -89,8 +89,11 @@ def threshold(dtype: Any) -> float | None:
     >>> precision.threshold(jnp.bfloat16), precision.threshold(jnp.float32)
     (0.00390625, None)
   """
+  # Before jnp.dtype, which cannot interpret extended dtypes (PRNG keys).
+  if not jnp.issubdtype(dtype, jnp.floating):
+    return None
   dtype = jnp.dtype(dtype)
-  if not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize >= 4:
+  if dtype.itemsize >= 4:
     return None
   return float(jnp.finfo(dtype).eps) / 2
 
