@@ -40,13 +40,15 @@ models behind one interface), ``_job`` (what the programs close over and
 compute per configuration), ``_programs`` (the compiled programs),
 ``_plan`` (chunks, rungs, segments and evaluation points, on the host),
 ``_runner`` (training configurations on the programs, segment by segment),
+``_state`` (where a training stands between two segments),
 ``_orders`` (the orders of visit), ``_devices``, ``_placement`` (arrays
 between host and devices), ``_memory`` (a configuration's memory),
 ``_cache`` and ``_collector`` (a pause of the garbage collector while
 tracing), ``_checkpoint`` (a sweep's progress in a folder: its files, their
 checks and the refusal of another run), ``_fingerprint`` (what identifies
-a run) and ``_resume`` (what the entry points and the runner ask of a
-checkpoint).
+a run), ``_resume`` (what the entry points and the runner ask of a
+checkpoint) and ``_saving`` (the runner's checkpoint hooks: a chunk's save
+and a restore).
 
 This package imports Flax; ``import wdax`` does not. Import it as
 ``from wdax import sweep``.

@@ -16,15 +16,16 @@ What makes it quick, each measured (``benchmarks/RESULTS.md``):
   parameters are made.
 
 Where a checkpoint hooks: everything that changes between two segments is
-the :class:`State`, one record of named fields (the position: rung, chunk,
-segment; the current chunk's :class:`~wdax.sweep._job.Carry`; the host
-copies of the rung's finished chunks and of the rung before; the metrics so
-far). After any :func:`step`, ``state.on_host()`` is a copy holding only
-host arrays, which can be saved; a run resumes by opening a new
-:class:`Session` for the same :class:`Training` and going on with
-:func:`step` from the loaded state, which gives the numbers of a run that
-never stopped (``tests/test_sweep_runner.py``): the orders of visit, the
-keys and the chunks' inputs are functions of the position alone.
+the :class:`~wdax.sweep._state.State` (:mod:`~wdax.sweep._state`). After any
+:func:`step`, ``state.on_host()`` is a copy holding only host arrays, which
+can be saved; a run resumes by opening a new :class:`Session` for the same
+:class:`Training` and going on with :func:`step` from the loaded state,
+which gives the numbers of a run that never stopped
+(``tests/test_sweep_runner.py``): the orders of visit, the keys and the
+chunks' inputs are functions of the position alone. With a
+:class:`~wdax.sweep._resume.Saving`, :func:`train` restores what is saved
+and :func:`step` saves a chunk after its segments, through the hooks of
+:mod:`~wdax.sweep._saving`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import math
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
-from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -43,7 +43,6 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
-from wdax.sweep import _checkpoint
 from wdax.sweep import _collector
 from wdax.sweep import _job
 from wdax.sweep import _memory
@@ -52,7 +51,10 @@ from wdax.sweep import _placement
 from wdax.sweep import _plan
 from wdax.sweep import _programs
 from wdax.sweep import _resume
+from wdax.sweep import _saving
+from wdax.sweep import _state
 from wdax.sweep._job import Carry
+from wdax.sweep._state import State
 
 # The orders of visit are kept on the devices up to this size.
 _KEEP_ORDERS = 64 * 2**20
@@ -111,73 +113,6 @@ class Trained:
   configuration_epochs: int
 
 
-class Carried(NamedTuple):
-  """The training states at the end of a rung, on the host: row ``i`` of
-  ``carry`` is configuration ``rows[i]`` (sorted; then the padding)."""
-
-  rows: np.ndarray
-  carry: Carry
-
-
-@dataclasses.dataclass
-class State:
-  """Where a training stands between two segments; :func:`step` advances it.
-
-  Attributes:
-    rung: the rung in training (``len(plan.rungs)`` once done).
-    chunk: the chunk in training, of the rung's.
-    segment: the next segment to run, an index into ``plan.segments``.
-    alive: the configurations of the rung, sorted.
-    carry: the chunk's training state, ``None`` before its first segment.
-    finished: host copies of the rung's finished chunks' states, in order,
-      when a rung follows.
-    previous: the states of the rung before, when there was one.
-    kept: host copies of the finished chunks' ``(params, state)``, when the
-      training keeps them.
-    metrics: ``(configurations, points, 2, 1 + M)``; NaN where not trained.
-    tested: ``(configurations, points, 1 + M)`` on the test data, or None.
-    last: the last rung each configuration trained in, so far.
-    done: segments run, of ``plan.calls``.
-  """
-
-  rung: int
-  chunk: int
-  segment: int
-  alive: np.ndarray
-  carry: Carry | None
-  finished: list[Carry]
-  previous: Carried | None
-  kept: list[tuple[Any, Any]]
-  metrics: np.ndarray
-  tested: np.ndarray | None
-  last: np.ndarray
-  done: int
-
-  @classmethod
-  def start(cls, plan: _plan.Plan, metrics: int, tested: bool) -> State:
-    """Nothing trained yet, for ``metrics`` metrics besides the loss."""
-    total, points = plan.configurations, len(plan.points)
-    return cls(
-        rung=0, chunk=0, segment=plan.rungs[0].segments.start, alive=np.arange(total),
-        carry=None, finished=[], previous=None, kept=[],
-        metrics=np.full((total, points, 2, 1 + metrics), np.nan, np.float32),
-        tested=np.full((total, points, 1 + metrics), np.nan, np.float32) if tested else None,
-        last=np.zeros(total, np.int64), done=0,
-    )
-
-  def finished_all(self, plan: _plan.Plan) -> bool:
-    return self.rung == len(plan.rungs)
-
-  def on_host(self) -> State:
-    """A copy whose arrays are all on the host (numpy, but random keys)."""
-    carry = None if self.carry is None else _placement.host(self.carry)
-    return dataclasses.replace(
-        self, carry=carry, finished=list(self.finished), kept=list(self.kept),
-        alive=self.alive.copy(), metrics=self.metrics.copy(), last=self.last.copy(),
-        tested=None if self.tested is None else self.tested.copy(),
-    )
-
-
 def train(
     training: Training, progress: Callable[[int, int], None] | None = None,
     saving: _resume.Saving | None = None,
@@ -191,7 +126,8 @@ def train(
   ``progress(done, calls)`` follows each compiled call.
 
   With ``saving``, each chunk's progress is saved after its segments, and
-  what it holds already is restored instead of trained (:func:`_restore`);
+  what it holds already is restored instead of trained
+  (:func:`~wdax.sweep._saving.restore`);
   a finished training compiles nothing.
   """
   plan = make_plan(training)
@@ -199,7 +135,7 @@ def train(
   saving.check('chunk_size', plan.chunk_size)
   state = State.start(plan, len(training.job.metrics), training.test is not None)
   if saving.store is not None:
-    _restore(saving, training, plan, state)
+    _saving.restore(saving, training.rungs, plan, state, lambda: _carry_shape(training, plan))
     if progress is not None and state.done:
       progress(state.done, plan.calls)
   if not state.finished_all(plan):
@@ -411,17 +347,9 @@ def step(session: Session, state: State) -> None:
         {n: v[real] for n, v in session.inputs.hp.items()}, chunk.real, session.training.test,
     )
   state.carry, state.segment, state.done = carry, j + 1, state.done + 1
-  rung = plan.rungs[state.rung]
-  complete = state.segment == rung.segments.stop
-  begun = plan.rungs[state.rung - 1].end if state.rung else 0
-  session.saving.after_segment(
-      state.rung, state.chunk, segments=state.segment - rung.segments.start, complete=complete,
-      configuration_epochs=chunk.real * (int(plan.points[j]) - begun),
-      arrays=_saved(
-          state, real, slice(rung.segments.start, state.segment),
-          carry if not complete or _keeps(session.training, plan, state) else None,
-      ),
-  )
+  complete = state.segment == plan.rungs[state.rung].segments.stop
+  keeps = not complete or _keeps(session.training, plan, state)
+  _saving.after_segment(session.saving, plan, state, chunk, carry if keeps else None)
   if complete:
     _end_chunk(session, state, carry)
 
@@ -430,23 +358,6 @@ def _keeps(training: Training, plan: _plan.Plan, state: State) -> bool:
   """Whether a chunk's state outlives the chunk: for a rung after it, or
   as the parameters the training keeps."""
   return state.rung + 1 < len(plan.rungs) or training.keep_params
-
-
-def _saved(
-    state: State, real: np.ndarray, segments: slice, carry: Carry | None
-) -> Callable[[], dict[str, Any]]:
-  """What a chunk's save holds, made when a save is due: its metrics over
-  the rung's ``segments`` so far, and its state unless ``carry`` is None."""
-
-  def arrays() -> dict[str, Any]:
-    out = {'metrics': state.metrics[real, segments]}
-    if state.tested is not None:
-      out['tested'] = state.tested[real, segments]
-    if carry is not None:
-      out.update(_checkpoint.flatten(_placement.host(carry), 'carry'))
-    return out
-
-  return arrays
 
 
 def _carry(session: Session, state: State, rows: np.ndarray, inputs: _programs.Inputs) -> Carry:
@@ -472,67 +383,7 @@ def _end_chunk(session: Session, state: State, carry: Carry) -> None:
   more = state.rung + 1 < len(plan.rungs)
   finished = _placement.host(carry) if more else None
   kept = _placement.host((carry.params, carry.state)) if training.keep_params and not more else None
-  _next_chunk(training, plan, state, session.saving, finished, kept)
-
-
-def _next_chunk(
-    training: Training, plan: _plan.Plan, state: State, saving: _resume.Saving,
-    finished: Carry | None, kept: tuple[Any, Any] | None,
-) -> None:
-  """Moves ``state`` past its chunk, whose host states are ``finished``
-  (for the next rung) or ``kept`` (the final parameters): to the next chunk,
-  or, after the rung's last, to the next rung with those that go on, as
-  ``saving`` holds them or as the rung decides."""
-  more = state.rung + 1 < len(plan.rungs)
-  if finished is not None:
-    state.finished.append(finished)
-  if kept is not None:
-    state.kept.append(kept)
-  state.carry, state.chunk = None, state.chunk + 1
-  if state.chunk < plan.chunks_of(len(state.alive)):
-    state.segment = plan.rungs[state.rung].segments.start
-    return
-  if more:
-    assert training.rungs is not None and training.rungs.advance is not None
-    ended, advance = plan.rungs[state.rung].segments.stop - 1, training.rungs.advance
-    going = saving.decision(
-        state.rung + 1, lambda: advance(state.rung, state.alive, state.metrics[state.alive, ended])
-    )
-    # Host copies of the state of ``alive`` (in order; then the padding).
-    state.previous = Carried(
-        state.alive, jax.tree.map(lambda *a: _placement.concatenate(a), *state.finished)
-    )
-    state.finished, state.alive = [], going
-    state.last[going] = state.rung + 1
-    state.segment = plan.rungs[state.rung + 1].segments.start
-  state.rung, state.chunk = state.rung + 1, 0
-
-
-def _restore(saving: _resume.Saving, training: Training, plan: _plan.Plan, state: State) -> None:
-  """Moves a fresh ``state`` to where the saved parts leave it: their
-  metrics, the states of finished chunks and of the chunk in progress, the
-  rungs as decided."""
-  like = None
-  while not state.finished_all(plan):
-    part = saving.part(state.rung, state.chunk)
-    if part is None:
-      return
-    rung, chunk = plan.rungs[state.rung], plan.chunk(state.alive, state.chunk)
-    real, span = chunk.rows[: chunk.real], slice(rung.segments.start, rung.segments.start + part.segments)
-    state.metrics[real, span] = part.arrays['metrics']
-    if state.tested is not None:
-      state.tested[real, span] = part.arrays['tested']
-    state.done += part.segments
-    carry = None
-    if 'carry/0' in part.arrays:
-      like = like or _carry_shape(training, plan)
-      carry = _checkpoint.unflatten(like, part.arrays, 'carry')
-    if not part.complete:
-      state.carry, state.segment = carry, span.stop
-      return
-    more = state.rung + 1 < len(plan.rungs)
-    kept = None if more or carry is None else (carry.params, carry.state)
-    _next_chunk(training, plan, state, saving, carry if more else None, kept)
+  _state.next_chunk(training.rungs, plan, state, session.saving, finished, kept)
 
 
 def _test(fn: Any, variables: Any, hp: dict[str, np.ndarray], real: int, test: Any) -> np.ndarray:
