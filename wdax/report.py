@@ -331,6 +331,12 @@ def describe(
       else [None] * len(leaves)
   )
   lrs = _rates.resolve_lr(lr, all_paths, fn='describe()')
+  # As the transforms check at init: a per-layer value fits its leaf's
+  # leading axis, else the path is named.
+  for path, leaf, r, eta in zip(all_paths, leaves, leaf_rates, lrs):
+    for value, name in ((r, 'rate'), (eta, 'lr')):
+      if value is not None:
+        _rates.check_layers(value, np.shape(leaf), path, f'describe(): {name}')
   per_step = (
       step_decays(
           params, rate=0.0 if rate is None else rate, lr=lr, mask=mask,
