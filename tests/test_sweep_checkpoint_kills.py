@@ -6,7 +6,6 @@ run's, bit for bit.
 """
 
 import json
-import os
 import pathlib
 import signal
 import socket
@@ -15,6 +14,7 @@ import sys
 import time
 
 import pytest
+from support import host_devices
 
 from wdax.sweep import _checkpoint
 
@@ -23,18 +23,10 @@ _WORKER = pathlib.Path(__file__).resolve().parent / 'support' / 'checkpoint_work
 pytestmark = pytest.mark.slow
 
 
-def _env(devices: int) -> dict:
-  env = dict(os.environ)
-  flags = env.get('XLA_FLAGS', '').replace('--xla_force_host_platform_device_count', '--ignored')
-  env['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={devices}'.strip()
-  env['JAX_PLATFORMS'] = 'cpu'
-  return env
-
-
 def _worker(folder, kill_after, prune, devices=1):
   return subprocess.run(
       [sys.executable, str(_WORKER), str(folder), str(kill_after), prune],
-      env=_env(devices), capture_output=True, text=True, timeout=600, check=False,
+      env=host_devices.env(devices), capture_output=True, text=True, timeout=600, check=False,
   )
 
 
@@ -70,7 +62,7 @@ def _processes(folder, kill_after, count=2):
   workers = [
       subprocess.Popen(
           [sys.executable, str(_WORKER), str(folder), str(kill_after), '0', str(port), str(i), str(count)],
-          env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+          env=host_devices.env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       )
       for i in range(count)
   ]
@@ -111,7 +103,7 @@ _CLI = [
 
 def _cli(*args):
   return subprocess.Popen(
-      [sys.executable, '-m', 'wdax', *args], env=_env(1), stdout=subprocess.PIPE,
+      [sys.executable, '-m', 'wdax', *args], env=host_devices.env(1), stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True,
   )
 

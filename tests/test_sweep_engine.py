@@ -1,7 +1,6 @@
 """Tests of wdax.sweep._programs and _runner: chunks, devices and processes change nothing."""
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -10,6 +9,7 @@ import sys
 import numpy as np
 import optax
 import pytest
+from support import host_devices
 
 import wdax
 from wdax import sweep
@@ -65,14 +65,6 @@ def test_the_learning_rate_swept_beside_the_rate_equals_separate_grids():
     np.testing.assert_allclose(both.curves['val_loss'][j::2], alone.curves['val_loss'], rtol=1e-5)
 
 
-def _env(devices: int) -> dict:
-  env = dict(os.environ)
-  flags = env.get('XLA_FLAGS', '').replace('--xla_force_host_platform_device_count', '--ignored')
-  env['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={devices}'.strip()
-  env['JAX_PLATFORMS'] = 'cpu'
-  return env
-
-
 def _compare(got: dict, expected: dict) -> None:
   for name, values in expected['curves'].items():
     np.testing.assert_allclose(got['curves'][name], values, rtol=1e-5, atol=1e-6, err_msg=name)
@@ -86,7 +78,7 @@ def _compare(got: dict, expected: dict) -> None:
 @pytest.mark.slow
 def test_eight_devices_give_the_result_of_one():
   done = subprocess.run(
-      [sys.executable, str(_WORKER), 'devices'], env=_env(8), capture_output=True,
+      [sys.executable, str(_WORKER), 'devices'], env=host_devices.env(8), capture_output=True,
       text=True, timeout=600, check=False,
   )
   assert done.returncode == 0, done.stderr[-3000:]
@@ -110,7 +102,7 @@ def test_two_processes_give_the_result_of_one():
   workers = [
       subprocess.Popen(
           [sys.executable, str(_WORKER), 'process', str(port), str(i), '2'],
-          env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+          env=host_devices.env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       )
       for i in range(2)
   ]

@@ -4,7 +4,6 @@ and the checks of prune against the space."""
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from support import host_devices
 
 import wdax
 from wdax import sweep
@@ -356,12 +356,8 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_a_pruned_grid_on_eight_devices_continues_as_on_one():
-  env = dict(os.environ)
-  flags = env.get('XLA_FLAGS', '').replace('--xla_force_host_platform_device_count', '--ignored')
-  env['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count=8'.strip()
-  env['JAX_PLATFORMS'] = 'cpu'
   done = subprocess.run(
-      [sys.executable, '-c', _EIGHT], env=env, capture_output=True, text=True, timeout=600,
+      [sys.executable, '-c', _EIGHT], env=host_devices.env(8), capture_output=True, text=True, timeout=600,
       check=False,
   )
   assert done.returncode == 0, done.stderr[-3000:]
