@@ -441,27 +441,19 @@ def toward(
     return _leafwise.select(fn, rate, mask, params, lr=lr)
 
   def init_fn(params: optax.Params) -> TowardState:
-    all_paths, p_leaves = _leafwise.check_params(fn, params)
-    p_def = jax.tree_util.tree_structure(params)
-    if isinstance(reference, str) or not p_leaves:
-      # A tree without leaves (optax.tree.map_params initialises with one)
-      # has nothing to compare the reference with.
-      r_leaves = p_leaves
-    else:
-      r_leaves = _reference_leaves(fn, reference, all_paths, p_leaves)
+    p_leaves, r_leaves = _initial_leaves(fn, reference, params)
     sel = active(params)
     _precision.check(fn, params, sel.rates, sel.lrs)
-    active_rates = sel.rates or [None] * len(p_leaves)
     # A copy, so that donating the params to a jitted step cannot also
     # donate the reference.
     stored = [
         optax.MaskedNode() if r is None
         else jnp.array(ref, dtype=p.dtype, copy=True)
-        for r, ref, p in zip(active_rates, r_leaves, p_leaves)
+        for r, ref, p in zip(sel.rates or [None] * len(p_leaves), r_leaves, p_leaves)
     ]
     return TowardState(
         count=jnp.zeros([], jnp.int32),
-        reference=jax.tree_util.tree_unflatten(p_def, stored),
+        reference=jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), stored),
     )
 
   def update_fn(updates, state, params=None):
@@ -476,31 +468,43 @@ def toward(
     sel = active(params)
     coeffs = leaves.spread(_leafwise.coefficients(sel, state.count))
     live = leaves.spread(sel.live)
-    new = []
-    for path, u, p, c, ref, rows in zip(
-        leaves.paths, leaves.updates, leaves.params, coeffs, refs, live
-    ):
-      if p is None:
-        new.append(u)
-        continue
-      if (c is None) != isinstance(ref, optax.MaskedNode):
-        raise ValueError(
-            f'{fn}: parameter path {path!r} is decayed now but was not at '
-            'init, or the reverse; the mask and rates must select the same '
-            'leaves at init and update.'
-        )
-      if c is None or u is None:
-        new.append(u)
-        continue
-      if jnp.shape(ref) != jnp.shape(p):
-        raise ValueError(
-            f'{fn}: the state does not fit the params: its reference for '
-            f'parameter path {path!r} has shape {jnp.shape(ref)}, the parameter '
-            f'{jnp.shape(p)}; was it initialised with other params?'
-        )
-      new.append(
-          _leafwise.apply(functools.partial(_toward, ref=ref), u, p, c, rows)
-      )
+    new = [
+        _pull_leaf(fn, *args)
+        for args in zip(leaves.paths, leaves.updates, leaves.params, coeffs, refs, live)
+    ]
     return jax.tree_util.tree_unflatten(leaves.treedef, new), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _initial_leaves(fn: str, reference: Any, params: optax.Params) -> tuple[list[Any], list[Any]]:
+  """The params' leaves, checked, and the reference's beside them (the
+  params' own for ``'init'``)."""
+  all_paths, p_leaves = _leafwise.check_params(fn, params)
+  if isinstance(reference, str) or not p_leaves:
+    # A tree without leaves (optax.tree.map_params initialises with one)
+    # has nothing to compare the reference with.
+    return p_leaves, p_leaves
+  return p_leaves, _reference_leaves(fn, reference, all_paths, p_leaves)
+
+
+def _pull_leaf(fn: str, path: str, u: Any, p: Any, c: Any, ref: Any, rows: Any) -> Any:
+  """One leaf's update pulled toward its reference, after checking that the
+  state was made for this leaf."""
+  if p is None:
+    return u
+  if (c is None) != isinstance(ref, optax.MaskedNode):
+    raise ValueError(
+        f'{fn}: parameter path {path!r} is decayed now but was not at '
+        'init, or the reverse; the mask and rates must select the same '
+        'leaves at init and update.'
+    )
+  if c is None or u is None:
+    return u
+  if jnp.shape(ref) != jnp.shape(p):
+    raise ValueError(
+        f'{fn}: the state does not fit the params: its reference for '
+        f'parameter path {path!r} has shape {jnp.shape(ref)}, the parameter '
+        f'{jnp.shape(p)}; was it initialised with other params?'
+    )
+  return _leafwise.apply(functools.partial(_toward, ref=ref), u, p, c, rows)
