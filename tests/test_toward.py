@@ -23,7 +23,7 @@ from support.decay_trees import updates as _updates
 
 import wdax
 from wdax import masks
-from wdax.decay import TowardState
+from wdax.reference import TowardState
 
 _normal = st.floats(-4, 4, width=32, allow_subnormal=False)
 

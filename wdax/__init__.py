@@ -12,12 +12,10 @@ from wdax import report
 from wdax import rounding
 from wdax import schedules
 from wdax.decay import DecayState
-from wdax.decay import TowardState
 from wdax.decay import cautious
 from wdax.decay import decoupled
 from wdax.decay import l1
 from wdax.decay import l2
-from wdax.decay import toward
 from wdax.layerwise import layerwise_lr
 from wdax.layerwise import layerwise_rates
 from wdax.learning_rates import scale_by_learning_rate
@@ -34,6 +32,8 @@ from wdax.rate import LrLike
 from wdax.rate import RateLike
 from wdax.rate import Rates
 from wdax.rate import rates
+from wdax.reference import TowardState
+from wdax.reference import toward
 from wdax.report import Report
 from wdax.report import describe
 from wdax.rounding import RoundingState
