@@ -35,13 +35,13 @@ class AdamwIsOptaxAdamw(chex.TestCase):
 
   # Every value of each factor, each pair of factors' values at least once.
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(
-      (SCHED, None, jnp.float32),
-      (SCHED, KERNEL_ONLY, jnp.bfloat16),
-      (SCHED, masks.flax_default(), jnp.float32),
-      (1e-2, None, jnp.bfloat16),
-      (1e-2, KERNEL_ONLY, jnp.float32),
-      (1e-2, masks.flax_default(), jnp.bfloat16),
+  @parameterized.named_parameters(
+      ('schedule_no_mask_f32', SCHED, None, jnp.float32),
+      ('schedule_kernels_bf16', SCHED, KERNEL_ONLY, jnp.bfloat16),
+      ('schedule_flax_default_f32', SCHED, masks.flax_default(), jnp.float32),
+      ('constant_no_mask_bf16', 1e-2, None, jnp.bfloat16),
+      ('constant_kernels_f32', 1e-2, KERNEL_ONLY, jnp.float32),
+      ('constant_flax_default_bf16', 1e-2, masks.flax_default(), jnp.bfloat16),
   )
   def test_updates_are_equal(self, lr, mask, dtype):
     if isinstance(mask, masks.Mask):
@@ -89,12 +89,12 @@ class AdamwIsOptaxAdamw(chex.TestCase):
     )
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(
-      dict(eps_root=1e-6),
-      dict(mu_dtype=jnp.bfloat16),
-      dict(nesterov=True),
-      dict(b1=0.8, b2=0.99, eps=1e-6),
-      dict(weight_decay=optax.linear_schedule(0.5, 0.1, 10)),
+  @parameterized.named_parameters(
+      dict(testcase_name='eps_root', eps_root=1e-6),
+      dict(testcase_name='mu_dtype_bf16', mu_dtype=jnp.bfloat16),
+      dict(testcase_name='nesterov', nesterov=True),
+      dict(testcase_name='betas_and_eps', b1=0.8, b2=0.99, eps=1e-6),
+      dict(testcase_name='scheduled_decay', weight_decay=optax.linear_schedule(0.5, 0.1, 10)),
   )
   def test_every_optax_argument(self, **kw):
     params = _params()

@@ -155,6 +155,8 @@ def test_a_finished_run_called_again_compiles_and_trains_nothing(tmp_path, unint
 
 @pytest.mark.parametrize('signum', [pytest.param(signal.SIGINT, marks=SLOW), signal.SIGTERM])
 def test_a_signal_stops_at_the_next_segment_saved_and_resumable(tmp_path, uninterrupted, signum):
+  # The caller's handlers (pytest-xdist's workers ignore SIGINT).
+  callers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
   with pytest.raises(sweep.Interrupted) as stopped:
     sweep.grid(
         TASK, DATA, SPACE, checkpoint=tmp_path, **SETTINGS,
@@ -164,7 +166,7 @@ def test_a_signal_stops_at_the_next_segment_saved_and_resumable(tmp_path, uninte
   # Signalled after the fourth segment, stopped after the fifth, saved.
   assert _checkpoint.status(tmp_path).trained == 5 * 3 * 2
   # The handlers are the caller's again.
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert {s: signal.getsignal(s) for s in callers} == callers
   resumed = sweep.grid(TASK, DATA, SPACE, checkpoint=tmp_path, **SETTINGS)
   assert_same_result(resumed, uninterrupted[None])
 
