@@ -8,6 +8,7 @@ turns it on around the test body.
 """
 
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -60,11 +61,39 @@ def data_file(tmp_path_factory):
   return str(path)
 
 
+# The tests' compiled programs, kept between runs: the fast loop writes about
+# 25 MB of them. Past this size the folder is emptied at the start of a run.
+JAX_CACHE_BYTES = 512 * 2**20
+
+
 def pytest_configure(config):
   """The fast loop (a marker expression that deselects ``slow``) draws fewer
   hypothesis examples (tests/support/examples.py); the full suite draws each
-  test's full count."""
+  test's full count.
+
+  Programs compiled in process go to JAX's persistent compilation cache in
+  pytest's cache folder (``.pytest_cache``; ``--cache-clear`` empties it,
+  ``-p no:cacheprovider`` turns it off): the same program is compiled once per
+  checkout and JAX version, then loaded. XLA's compilation is about half of
+  the fast loop's time on a CPU. A cached program computes the same numbers
+  bit for bit; tracing and lowering still run, so the tests of retracing see
+  what they would see without it. Subprocesses and the command line's own
+  cache (``WDAX_CACHE`` above) are untouched.
+
+  JAX's own size limit is left off: it rescans the folder at every write
+  (quadratic in the programs written) and takes a lock at every read.
+  """
   examples.fast_loop = 'not slow' in (config.option.markexpr or '')
+  cache = getattr(config, 'cache', None)
+  if cache is None or jax.config.values['jax_compilation_cache_dir']:
+    return
+  folder = cache.mkdir('jax')
+  if not hasattr(config, 'workerinput'):  # pytest-xdist's controller, or no xdist
+    if sum(f.stat().st_size for f in folder.iterdir()) > JAX_CACHE_BYTES:
+      shutil.rmtree(folder)
+      folder.mkdir()
+  jax.config.update('jax_compilation_cache_dir', str(folder))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -115,6 +115,19 @@ def _args(cache=None, no_cache=False):
   return cache, no_cache
 
 
+@pytest.fixture
+def no_jax_cache_folder():
+  """JAX's cache folder unset around the test (conftest gives the tests'
+  programs one)."""
+  before = jax.config.jax_compilation_cache_dir
+  jax.config.update('jax_compilation_cache_dir', None)
+  try:
+    yield
+  finally:
+    jax.config.update('jax_compilation_cache_dir', before)
+
+
+@pytest.mark.usefixtures('no_jax_cache_folder')
 def test_the_folder_first_given_wins(monkeypatch, tmp_path):
   monkeypatch.delenv('WDAX_CACHE', raising=False)
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
@@ -128,11 +141,7 @@ def test_the_folder_first_given_wins(monkeypatch, tmp_path):
   assert caching.folder(*_args()) is None
   assert caching.folder(*_args(cache=str(tmp_path / 'flag'))) == str(tmp_path / 'flag')
   assert caching.folder(*_args(cache=str(tmp_path / 'flag'), no_cache=True)) is None
-  before = jax.config.jax_compilation_cache_dir
-  try:
-    jax.config.update('jax_compilation_cache_dir', str(tmp_path / 'jax'))
-    monkeypatch.setenv('WDAX_CACHE', str(tmp_path / 'env'))
-    assert caching.folder(*_args()) == str(tmp_path / 'jax')
-    assert caching.folder(*_args(cache=str(tmp_path / 'flag'))) == str(tmp_path / 'flag')
-  finally:
-    jax.config.update('jax_compilation_cache_dir', before)
+  jax.config.update('jax_compilation_cache_dir', str(tmp_path / 'jax'))
+  monkeypatch.setenv('WDAX_CACHE', str(tmp_path / 'env'))
+  assert caching.folder(*_args()) == str(tmp_path / 'jax')
+  assert caching.folder(*_args(cache=str(tmp_path / 'flag'))) == str(tmp_path / 'flag')
