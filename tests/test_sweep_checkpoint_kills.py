@@ -42,9 +42,13 @@ def uninterrupted():
 
 # 18 configurations in chunks of 4: 5 chunks of 4 segments, then the refit's
 # 4. Pruned (rungs at 2, 4 and 8 epochs): 5 chunks of 1 segment, 3 of 1 and 2
-# of 2, then the refit's 4, so the 14th call is in the refit.
-@pytest.mark.parametrize('prune', ['0', '2:2'])
-@pytest.mark.parametrize('kill_after', [1, 2, 7, 14])
+# of 2, then the refit's 4, so the 14th call is in the refit. Each point is
+# killed at least once, each way at least twice: unpruned inside the first
+# chunk and inside the fourth, pruned inside a chunk, between rungs and in
+# the refit.
+@pytest.mark.parametrize(
+    'kill_after,prune', [(1, '0'), (14, '0'), (2, '2:2'), (7, '2:2'), (14, '2:2')]
+)
 def test_a_select_killed_after_k_segments_resumes_bit_for_bit(tmp_path, uninterrupted, prune, kill_after):
   killed = _worker(tmp_path, kill_after, prune)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
