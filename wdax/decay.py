@@ -10,8 +10,8 @@ momentum or Adam they do not.
 The other decays here also go after the optimiser and take the same ``rate``,
 ``lr`` and ``mask``: :func:`l1` soft-thresholds the proposed weights (exact
 zeros), and :func:`cautious` decays only coordinates the optimiser is already
-moving toward zero. :func:`wdax.toward` (in :mod:`wdax.reference`), which pulls
-them toward reference weights instead of zero, follows the same conventions.
+moving toward zero. :func:`wdax.toward` (``reference.py``) pulls them toward
+reference weights instead of zero, under the same conventions.
 
 All of them behave alike around the rule itself. ``init`` resolves the mask
 and rates against the params, so a pattern that names no parameter or a tree

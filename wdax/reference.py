@@ -2,7 +2,7 @@
 
 :func:`toward` is a decoupled decay like :func:`wdax.decoupled`, with the same
 ``rate``, ``lr`` and ``mask`` and the same handling of the params (see
-:mod:`wdax.decay`), that pulls each decayed weight toward its own reference
+``decay.py``), that pulls each decayed weight toward its own reference
 value, typically the pre-trained starting point of fine-tuning. Its state
 carries the reference, so it needs a module of its own: the state's layout,
 the checks that the reference fits the params, and the per-leaf pull.
