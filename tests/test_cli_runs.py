@@ -4,6 +4,8 @@ write (results.json, sweep.png), from the built-in digits and from .npz and
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -159,3 +161,23 @@ def test_a_second_run_in_the_process_compiles_nothing(tmp_path, capsys):
     monitoring.unregister_event_duration_listener(listen)
   capsys.readouterr()
   assert len(compiled) == first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('command', ['describe', 'sweep'])
+def test_a_reader_that_goes_away_ends_the_run_quietly_with_sigpipes_status(tmp_path, command):
+  # `wdax ... | head` where head is gone before the first line: every write
+  # to stdout fails. 141 is 128 + SIGPIPE, as a shell reports other commands.
+  args = ['describe'] if command == 'describe' else [
+      'sweep', '--data', 'wine', '--rates', '1e-3', *TINY, '--out', str(tmp_path / 'out')]
+  started = subprocess.Popen(
+      [sys.executable, '-m', 'wdax', *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True,
+  )
+  started.stdout.close()
+  _, err = started.communicate(timeout=600)
+  assert (started.returncode, err) == (141, '')
+  if command == 'sweep':  # what it saved is kept: the same command finishes the run
+    again = run(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / 'out' / 'results.json').exists()

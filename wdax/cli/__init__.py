@@ -11,7 +11,9 @@ decays. This is the only part of wdax that prints, draws or touches files.
 Bad input (a missing file or column, NaNs, a class with fewer examples than
 folds, an empty grid, a malformed option, a criterion the data set has not)
 ends the run with one line on stderr, ``wdax: error: ...``, and exit status
-2; nothing is written.
+2; nothing is written. A reader of stdout that goes away (``wdax sweep |
+head``) ends the run quietly with status 141, as SIGPIPE ends other
+commands; what a checkpoint saved is kept.
 
 The modules: :mod:`~wdax.cli.parsing` reads the options into a frozen
 request (:mod:`~wdax.cli.requests`), :mod:`~wdax.cli.loading` the data,
@@ -27,6 +29,8 @@ sweep.png, :mod:`~wdax.cli.writing` writes both files,
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -49,11 +53,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help: argparse printed it and exits
       return int(done.code or 0)
     if isinstance(request, DescribeRequest):
-      return describing.describe(request)
-    return running.sweep(request)
+      status = describing.describe(request)
+    else:
+      status = running.sweep(request)
+    sys.stdout.flush()  # a closed pipe shows here, not at the exit
+    return status
   except BadInput as e:
     print(f'wdax: error: {one_line(str(e))}', file=sys.stderr)
     return 2
+  except BrokenPipeError:
+    _silence_stdout()
+    return 128 + signal.SIGPIPE
+
+
+def _silence_stdout() -> None:
+  """Points stdout at /dev/null, so that flushing it at the exit raises
+  nothing more."""
+  try:
+    fd = sys.stdout.fileno()
+  except (AttributeError, OSError, ValueError):  # not a file: nothing to flush
+    return
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, fd)
+  os.close(devnull)
 
 
 __all__ = ['BadInput', 'DescribeRequest', 'SweepRequest', 'main', 'parse_rates']
