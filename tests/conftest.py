@@ -1,5 +1,5 @@
-"""Strict numerics for every test, no compilation cache, and the fixtures the
-command-line tests share.
+"""Strict numerics for every test, the tests' own compilation cache, and the
+fixtures the command-line tests share.
 
 Rank promotion raises everywhere. Strict dtype promotion cannot be global:
 optax's own Adam mixes its int32 step count with Python floats, which strict
@@ -17,8 +17,9 @@ from support import examples
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 # `wdax sweep` keeps compiled programs in the user's cache folder by
-# default; the tests, and the command lines they start, keep none unless a
-# test asks for a folder of its own (tests/test_cli_cache.py).
+# default; the command lines the tests start keep none unless a test asks for
+# a folder of its own (tests/test_cli_cache.py), and those run in process use
+# the tests' own (pytest_configure below).
 os.environ['WDAX_CACHE'] = ''
 
 
