@@ -152,7 +152,10 @@ def test_wdax_sweep_killed_resumes_with_the_same_command_bit_for_bit(tmp_path, c
   stdout, stderr = again.communicate(timeout=600)
   assert again.returncode == 0, stderr[-3000:]
   # 4 rates x 2 folds x 12 epochs, and the refit's 12.
-  assert f'{status.trained} configuration-epochs already trained, {108 - status.trained} left' in stdout
+  assert (
+      f"{status.trained} configuration-epochs already trained, {108 - status.trained} left "
+      "(the refit's included)"
+  ) in stdout
   assert _results(tmp_path) == cli_uninterrupted
 
 
@@ -199,7 +202,10 @@ def test_a_finished_wdax_sweep_started_again_prints_its_results_without_training
   again = _cli(*_CLI, '--out', str(tmp_path))
   stdout, stderr = again.communicate(timeout=600)
   assert again.returncode == 0, stderr[-3000:]
-  assert 'the run finished (108 configuration-epochs trained); nothing is left to train' in stdout
+  assert (
+      "the run finished (108 configuration-epochs trained, the refit's included); nothing is "
+      'left to train'
+  ) in stdout
   assert 'chosen rate:' in stdout
   assert _saves(tmp_path) == saves
   assert _results(tmp_path) == cli_uninterrupted

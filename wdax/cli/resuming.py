@@ -122,11 +122,11 @@ def _describe(request: SweepRequest, statuses: list[Any]) -> str | None:
   if all(s is not None and len(s.finished) == 2 for s in statuses):
     return (
         f'resuming from {folder(request)}: the run finished ({trained} configuration-epochs '
-        'trained); nothing is left to train'
+        "trained, the refit's included); nothing is left to train"
     )
   return (
       f'resuming from {folder(request)}: {trained} configuration-epochs already trained, '
-      f'{planned - trained} left'
+      f"{planned - trained} left (the refit's included)"
   )
 
 
