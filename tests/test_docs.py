@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import shared
 
 import wdax
 from wdax import sweep
@@ -106,16 +107,19 @@ def _inventory(path: Path) -> dict[str, tuple[str, str]]:
   }
 
 
-@pytest.fixture(scope='module')
-def built_site(tmp_path_factory):
-  out = tmp_path_factory.mktemp('html')
+def _build_site(out):
   build = subprocess.run(
       [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b',
        'html', str(DOCS), str(out)],
       cwd=ROOT, capture_output=True, text=True, timeout=600,
   )
   assert build.returncode == 0, build.stderr[-4000:]
-  return out
+
+
+@pytest.fixture(scope='module')
+def built_site(tmp_path_factory):
+  """The site, built once per test run."""
+  return shared.folder(tmp_path_factory, 'html', _build_site)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ with 8 devices running the same code, and the checkpoint must resume in a
 single process. ``tests/support/multihost_worker.py`` is each process.
 """
 
-import functools
 import json
 import os
 import pathlib
@@ -18,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+from support import shared
 
 pytestmark = pytest.mark.slow  # three runs of subprocesses
 
@@ -49,9 +49,7 @@ def _load(out: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]:
   return params, json.loads((out / 'run.json').read_text())
 
 
-@functools.cache
-def _runs(tmp: str) -> dict[str, tuple[dict[str, np.ndarray], dict]]:
-  root = pathlib.Path(tmp)
+def _run_all(root: pathlib.Path) -> None:
   port = _free_port()
   shared = [
       '--checkpoint', str(root / 'two' / 'ckpt'), '--out', str(root / 'two'),
@@ -84,12 +82,13 @@ def _runs(tmp: str) -> dict[str, tuple[dict[str, np.ndarray], dict]]:
       env=_env(8), capture_output=True, text=True, timeout=_TIMEOUT,
   )
   _check(resumed, 'the resumed run', resumed.stderr)
-  return {name: _load(root / name) for name in ('two', 'one', 'resumed')}
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-  return _runs(str(tmp_path_factory.mktemp('multihost')))
+  """The three runs, once per test run, whichever worker asks first."""
+  root = shared.folder(tmp_path_factory, 'multihost', _run_all)
+  return {name: _load(root / name) for name in ('two', 'one', 'resumed')}
 
 
 def _assert_params_close(a, b, tol):

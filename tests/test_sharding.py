@@ -1,6 +1,5 @@
 """Tests for wdax.sharding: layouts, and sharded training on 8 CPU devices."""
 
-import functools
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ import optax
 import pytest
 from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
+from support import shared
 
 import wdax
 from wdax import sharding
@@ -21,8 +21,7 @@ from wdax import sharding
 _WORKER = pathlib.Path(__file__).parent / 'support' / 'multidevice_worker.py'
 
 
-@functools.cache
-def _multidevice():
+def _run_multidevice(out: pathlib.Path) -> None:
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
   env['JAX_PLATFORMS'] = 'cpu'
   done = subprocess.run(
@@ -34,7 +33,14 @@ def _multidevice():
   )
   if done.returncode:
     raise AssertionError(f'the 8-device worker failed:\n{done.stderr[-4000:]}')
-  return json.loads(done.stdout)
+  (out / 'results.json').write_text(done.stdout)
+
+
+@pytest.fixture(scope='module')
+def multidevice(tmp_path_factory):
+  """What the 8-device worker measured, run once per test run."""
+  out = shared.folder(tmp_path_factory, 'multidevice', _run_multidevice)
+  return json.loads((out / 'results.json').read_text())
 
 
 _RUNS = [
@@ -46,20 +52,20 @@ _RUNS = [
 
 @pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('run', _RUNS)
-def test_sharded_training_matches_one_device(run):
-  assert _multidevice()[run]['max_param_diff'] <= 1e-5
+def test_sharded_training_matches_one_device(multidevice, run):
+  assert multidevice[run]['max_param_diff'] <= 1e-5
 
 
 @pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('run', _RUNS)
-def test_every_output_sharding_equals_its_input_sharding(run):
-  assert _multidevice()[run]['mismatched_shardings'] == []
+def test_every_output_sharding_equals_its_input_sharding(multidevice, run):
+  assert multidevice[run]['mismatched_shardings'] == []
 
 
 @pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('run', _RUNS)
-def test_sharded_step_traces_once_and_donates(run):
-  result = _multidevice()[run]
+def test_sharded_step_traces_once_and_donates(multidevice, run):
+  result = multidevice[run]
   assert result['retraced'] is False
   assert result['donated']
 
@@ -67,8 +73,8 @@ def test_sharded_step_traces_once_and_donates(run):
 @pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('axes', ['auto', 'explicit'])
 @pytest.mark.parametrize('kind', ['linen', 'nnx'])
-def test_fsdp_checkpoint_restores_values_and_shardings(kind, axes):
-  assert _multidevice()[f'{axes}/{kind}/fsdp']['restored'] is True
+def test_fsdp_checkpoint_restores_values_and_shardings(multidevice, kind, axes):
+  assert multidevice[f'{axes}/{kind}/fsdp']['restored'] is True
 
 
 def _twin(path, params):
@@ -79,8 +85,8 @@ def _twin(path, params):
 @pytest.mark.slow  # an 8-device subprocess
 @pytest.mark.parametrize('axes', ['auto', 'explicit'])
 @pytest.mark.parametrize('kind', ['linen', 'nnx'])
-def test_fsdp_shards_params_and_their_optimiser_twins_alike(kind, axes):
-  specs = _multidevice()[f'{axes}/{kind}/fsdp']['specs']
+def test_fsdp_shards_params_and_their_optimiser_twins_alike(multidevice, kind, axes):
+  specs = multidevice[f'{axes}/{kind}/fsdp']['specs']
   prefix = 'params/' if kind == 'linen' else '0/'
   params = {p[len(prefix):]: s for p, s in specs.items() if p.startswith(prefix)}
   # 24x32 and 32x8 kernels, 32- and 8-element vectors: all divisible by 8.
@@ -95,8 +101,8 @@ def test_fsdp_shards_params_and_their_optimiser_twins_alike(kind, axes):
 
 
 @pytest.mark.slow  # an 8-device subprocess
-def test_init_sharded_mirrors_the_param_shardings_under_jit():
-  layout = _multidevice()['init']
+def test_init_sharded_mirrors_the_param_shardings_under_jit(multidevice):
+  layout = multidevice['init']
   params, opt_state = layout['params'], layout['opt_state']
   moments = [p for p in opt_state if '/mu/' in p or '/nu/' in p]
   assert len(moments) == 2 * len(params)

@@ -15,6 +15,7 @@ import time
 
 import pytest
 from support import host_devices
+from support import shared
 
 from wdax.sweep import _checkpoint
 
@@ -35,9 +36,19 @@ def _numbers(done):
   return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _run_uninterrupted(out):
+  for prune in ('0', '2:2'):
+    (out / f'{prune.replace(":", "_")}.json').write_text(json.dumps(_numbers(_worker('-', 0, prune))))
+
+
 @pytest.fixture(scope='module')
-def uninterrupted():
-  return {prune: _numbers(_worker('-', 0, prune)) for prune in ('0', '2:2')}
+def uninterrupted(tmp_path_factory):
+  """Each way's uninterrupted numbers, once per test run."""
+  out = shared.folder(tmp_path_factory, 'select_uninterrupted', _run_uninterrupted)
+  return {
+      prune: json.loads((out / f'{prune.replace(":", "_")}.json').read_text())
+      for prune in ('0', '2:2')
+  }
 
 
 # 18 configurations in chunks of 4: 5 chunks of 4 segments, then the refit's
@@ -135,12 +146,15 @@ def _results(folder):
   return out
 
 
-@pytest.fixture(scope='module')
-def cli_uninterrupted(tmp_path_factory):
-  out = tmp_path_factory.mktemp('whole')
+def _run_cli_uninterrupted(out):
   process = _cli(*_CLI, '--out', str(out))
   assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
-  return _results(out)
+
+
+@pytest.fixture(scope='module')
+def cli_uninterrupted(tmp_path_factory):
+  """The uninterrupted command's results, once per test run."""
+  return _results(shared.folder(tmp_path_factory, 'cli_uninterrupted', _run_cli_uninterrupted))
 
 
 @pytest.mark.parametrize('saves', [1, 2, 9])
