@@ -175,7 +175,7 @@ def _csv(draw):
 
 
 @pytest.mark.slow
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=48, **SETTINGS)
 @given(data=st.data())
 def test_data_files(data):
   suffix = data.draw(st.sampled_from(['.npz', '.csv']), label='suffix')

@@ -68,7 +68,7 @@ def test_one_bad_option_is_refused_by_name(data, data_file):
 
 
 @pytest.mark.slow
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=24, **SETTINGS)
 @given(data=st.data())
 def test_options_combined(data, data_file):
   with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +97,7 @@ def test_options_combined(data, data_file):
 
 
 @pytest.mark.slow
-@settings(max_examples=12, **SETTINGS)
+@settings(max_examples=8, **SETTINGS)
 @given(data=st.data())
 def test_builtin_data_sets(data):
   name = data.draw(st.sampled_from(sorted(DATASETS)), label='data set')
