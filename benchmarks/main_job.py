@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import timing
 
 # Runs in the child: times each phase of `wdax sweep` by wrapping it.
 DRIVER = r'''
@@ -88,7 +88,7 @@ def run(args: list[str]) -> dict[str, float]:
   spent = json.loads(line[len('PHASES '):])
   spent['rest'] = wall - sum(v for k, v in spent.items() if k != 'before exit')
   spent['wall'] = wall
-  spent['load'] = os.getloadavg()[0]
+  spent['load'] = timing.load()
   return spent
 
 
@@ -107,13 +107,9 @@ def main() -> None:
         runs[kind].append(spent)
         print(f'{kind:9s} wall {spent["wall"]:5.2f} s, load {spent["load"]:.2f}', flush=True)
   for kind, spents in runs.items():
-    print(f'\n{kind}: median (min to max) of {len(spents)} runs, seconds')
+    print(f'\n{kind}: median (min-max) of {len(spents)} runs, seconds')
     for phase in [*PHASES, 'wall']:
-      values = [s.get(phase, 0.0) for s in spents]
-      print(
-          f'  {phase:24s} {statistics.median(values):6.2f} '
-          f'({min(values):.2f} to {max(values):.2f})'
-      )
+      print(f'  {phase:24s} {timing.median_range([s.get(phase, 0.0) for s in spents])}')
 
 
 if __name__ == '__main__':
