@@ -51,13 +51,13 @@ def _load(out: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]:
 
 def _run_all(root: pathlib.Path) -> None:
   port = _free_port()
-  shared = [
+  both = [
       '--checkpoint', str(root / 'two' / 'ckpt'), '--out', str(root / 'two'),
   ]
   procs = [
       subprocess.Popen(
           [sys.executable, str(_WORKER), 'train', '--processes', '2',
-           '--process-id', str(i), '--port', str(port), *shared],
+           '--process-id', str(i), '--port', str(port), *both],
           env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       )
       for i in range(2)
